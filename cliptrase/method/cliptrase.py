@@ -1,0 +1,200 @@
+"""CLIPtrase (Shao et al., ECCV 2024) as a chain of small batched functions; tensors in, tensors out.
+
+Call graph of :func:`cliptrase_segment` (method.md §1.1; every step cites its section)::
+
+    DenseFeatures (last block = "cliptrase" rule, q/k/v of block d-1 collected)
+      -> patch_logits            §4 E.1-2   logit_scale * patches @ textᵀ, bilinear to the output
+      -> apply_cls_product       §4 E.3     VOC20 only: times the [CLS] logits per class
+      -> argmax, collapse_background  §4 E.4-5
+      -> qkv_cosine_correlation  §4 B       block d-1, mean over heads, [CLS] included
+      -> subtract_cls_row        §4 F       [CLS]-row denoise and clamp
+      -> dbscan                  §4 G
+      -> cluster_soft_masks, region_map  §4 H   x4 bilinear, 7x7 median, bilinear, argmax
+      -> majority_vote           §4 I       ties to the smallest id; raw argmax when no cluster exists
+
+No dataset names appear here: the dataset supplies ``n_foreground`` (background collapse) and
+``cls_product`` through :class:`CLIPtraseOptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from cliptrase.method.cluster import DBSCAN_BACKENDS, dbscan
+from cliptrase.method.correlation import qkv_cosine_correlation
+from cliptrase.method.denoise import drop_cls, subtract_cls_row
+from cliptrase.method.vote import cluster_soft_masks, majority_vote, mean_logits_vote, region_map
+from cliptrase.models.dense import DenseFeatures, LastBlockSpec
+
+logger = logging.getLogger(__name__)
+
+CLIPTRASE_LAST_BLOCK = LastBlockSpec(attention="cliptrase", keep_residual=True, keep_ffn=True)
+"""method.md §4 Step C: sum of three softmaxes, residual and FFN kept."""
+
+
+@dataclass(frozen=True)
+class CLIPtraseOptions:
+    """Settings of the post-processing; defaults are the authors' (method.md §4).
+
+    Attributes:
+        eps: DBSCAN radius (0.7 at 224, 1.1 at 336 in the authors' script).
+        min_samples: DBSCAN core-point threshold (3 at 224, 7 at 336).
+        n_foreground: number of foreground classes C when background prompts follow them (every label
+            >= C collapses to C); None when the vocabulary has no background prompts.
+        cls_product: multiply the pixel logits by the [CLS] logits per class (the authors do it on VOC20).
+        denoise: subtract the [CLS] row before clustering (§4 F).
+        cluster: cluster and vote; False returns the per-pixel argmax.
+        vote: ``majority`` (the single-GPU script) or ``mean_logits`` (the d2 version, §10).
+        upsample_ratio: mask upsampling before the median filter (4).
+        median_size: median filter side (7 = 2 * 4 - 1).
+        dbscan: DBSCAN backend, ``torch`` or ``sklearn`` (the oracle).
+        correlation_block: block whose q/k/v give the correlation, relative to depth (-2 = block 11 of 12).
+    """
+
+    eps: float
+    min_samples: int
+    n_foreground: int | None = None
+    cls_product: bool = False
+    denoise: bool = True
+    cluster: bool = True
+    vote: Literal["majority", "mean_logits"] = "majority"
+    upsample_ratio: int = 4
+    median_size: int = 7
+    dbscan: str = "torch"
+    correlation_block: int = -2
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"method.eps must be a finite number > 0, got {self.eps!r}")
+        if int(self.min_samples) != self.min_samples or self.min_samples < 1:
+            raise ValueError(f"method.min_samples must be an integer >= 1, got {self.min_samples!r}")
+        if self.n_foreground is not None and self.n_foreground < 1:
+            raise ValueError(f"n_foreground must be >= 1 or None, got {self.n_foreground}")
+        if self.vote not in ("majority", "mean_logits"):
+            raise ValueError(f"method.vote must be 'majority' or 'mean_logits', got {self.vote!r}")
+        if self.upsample_ratio < 1:
+            raise ValueError(f"method.upsample_ratio must be >= 1, got {self.upsample_ratio}")
+        if self.median_size < 1 or self.median_size % 2 == 0:
+            raise ValueError(f"method.median_size must be a positive odd integer, got {self.median_size}")
+        if self.dbscan not in DBSCAN_BACKENDS:
+            raise ValueError(f"method.dbscan must be one of {sorted(DBSCAN_BACKENDS)}, got {self.dbscan!r}")
+        if self.correlation_block >= 0:
+            raise ValueError(f"method.correlation_block is relative to depth and must be < 0, got "
+                             f"{self.correlation_block}")
+
+
+@dataclass
+class CLIPtraseOutput:
+    """Everything the method computed, for scoring and for golden comparisons.
+
+    Attributes:
+        pred: (B, H, W) final labels (background collapsed).
+        logits: (B, C', H, W) pixel logits (region-averaged when ``vote="mean_logits"``).
+        raw_pred: (B, H, W) per-pixel argmax after background collapse, before voting.
+        corr: (B, 1 + N, 1 + N) q/k/v correlation of the correlation block.
+        dbscan_in: (B, N, N) rows given to DBSCAN.
+        labels: (B, N) DBSCAN labels (-1 = noise).
+        regions: (B, H, W) region ids, or None when no image of the batch had a cluster.
+    """
+
+    pred: Tensor
+    logits: Tensor
+    raw_pred: Tensor
+    corr: Tensor | None = None
+    dbscan_in: Tensor | None = None
+    labels: Tensor | None = None
+    regions: Tensor | None = None
+
+
+def patch_logits(features: DenseFeatures, text: Tensor, logit_scale: float, out_hw: tuple[int, int]) -> Tensor:
+    """Pixel logits: ``logit_scale · patches @ textᵀ`` on the grid, bilinear to ``out_hw`` (§4 E.1-2).
+
+    Args:
+        features: dense output (normalised tokens).
+        text: (C', E) classifier rows.
+        logit_scale: CLIP's ``logit_scale.exp()`` (100 for OpenAI weights; argmax-neutral, kept for parity).
+        out_hw: output size.
+
+    Returns:
+        (B, C', H, W).
+    """
+    b = features.tokens.shape[0]
+    h, w = features.grid_hw
+    logits = logit_scale * features.patches @ text.t()  # (B, N, C')
+    logits = logits.transpose(1, 2).reshape(b, -1, h, w)
+    return torch.nn.functional.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
+
+
+def apply_cls_product(logits: Tensor, features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
+    """Multiply each class channel by the [CLS] logit of that class (§4 E.3; the authors' VOC20 rule)."""
+    cls_logits = logit_scale * features.cls @ text.t()  # (B, C')
+    return logits * cls_logits[:, :, None, None]
+
+
+def collapse_background(preds: Tensor, n_foreground: int | None) -> Tensor:
+    """Map every background prompt (label >= C) onto the single background label C (§4 E.5)."""
+    if n_foreground is None:
+        return preds
+    return preds.clamp_max(n_foreground)
+
+
+def correlation_matrix(features: DenseFeatures, block: int) -> Tensor:
+    """(B, 1 + N, 1 + N) q/k/v cosine correlation of ``block`` (which the encoder must have collected)."""
+    if block not in features.qkv:
+        raise KeyError(f"q/k/v of block {block} were not collected; encode with collect=({block},)")
+    return qkv_cosine_correlation(*features.qkv[block])
+
+
+def cliptrase_segment(
+    features: DenseFeatures,
+    text: Tensor,
+    logit_scale: float,
+    out_hw: tuple[int, int],
+    opts: CLIPtraseOptions,
+) -> CLIPtraseOutput:
+    """CLIPtrase prediction for a batch of equally sized inputs (method.md §1.1).
+
+    Args:
+        features: dense features from the CLIPtrase-modified tower with ``opts.correlation_block`` collected.
+        text: (C', E) classifier, foreground rows first.
+        logit_scale: CLIP's ``logit_scale.exp()``.
+        out_hw: output size (S, S in the paper protocol).
+        opts: post-processing options.
+    """
+    logits = patch_logits(features, text, logit_scale, out_hw)
+    if opts.cls_product:
+        logits = apply_cls_product(logits, features, text, logit_scale)
+    raw_pred = collapse_background(logits.argmax(dim=1), opts.n_foreground)
+    if not opts.cluster:
+        return CLIPtraseOutput(pred=raw_pred, logits=logits, raw_pred=raw_pred)
+
+    corr = correlation_matrix(features, opts.correlation_block)
+    dbscan_in = subtract_cls_row(corr) if opts.denoise else drop_cls(corr)
+    labels = dbscan(dbscan_in, opts.eps, opts.min_samples, backend=opts.dbscan)
+    n_clusters = int(labels.max()) + 1
+    out = CLIPtraseOutput(
+        pred=raw_pred, logits=logits, raw_pred=raw_pred, corr=corr, dbscan_in=dbscan_in, labels=labels
+    )
+    if n_clusters == 0:  # no image of the batch has a cluster: raw argmax (§4 G)
+        return out
+    masks = cluster_soft_masks(dbscan_in, labels, n_clusters)
+    regions = region_map(
+        masks, features.grid_hw, out_hw, ratio=opts.upsample_ratio, median_size=opts.median_size
+    )
+    has_cluster = (labels.max(dim=1).values >= 0)[:, None, None]
+    if opts.vote == "majority":
+        n_labels = logits.shape[1] if opts.n_foreground is None else opts.n_foreground + 1
+        voted = majority_vote(raw_pred, regions, n_clusters, n_labels)
+    else:
+        mean_logits = mean_logits_vote(logits, regions, n_clusters)
+        out.logits = torch.where(has_cluster[:, None], mean_logits, logits)
+        voted = collapse_background(mean_logits.argmax(dim=1), opts.n_foreground)
+    out.pred = torch.where(has_cluster, voted, raw_pred)
+    out.regions = regions
+    return out

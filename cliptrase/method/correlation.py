@@ -1,0 +1,29 @@
+"""Patch self-correlation from a block's q, k, v (method.md §4 Step B)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _cosine_gram(x: Tensor) -> Tensor:
+    """Pairwise cosine similarity of the rows of ``x`` (..., L, d) -> (..., L, L)."""
+    x = F.normalize(x, dim=-1)
+    return x @ x.transpose(-2, -1)
+
+
+def qkv_cosine_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """W = mean over heads of ``(cos(q_i, q_j) + cos(k_i, k_j) + cos(v_i, v_j)) / 3``.
+
+    method.md §4 Step B (authors' ``attn2.py:295-308, 339-340``): cosines per head over the head_dim
+    vectors taken after ``in_proj`` with bias and before scaling, [CLS] included, averaged over heads. The
+    result is symmetric with a unit diagonal.
+
+    Args:
+        q, k, v: (B, heads, L, head_dim).
+
+    Returns:
+        (B, L, L) correlation, [CLS] at index 0.
+    """
+    per_head = (_cosine_gram(q) + _cosine_gram(k) + _cosine_gram(v)) / 3
+    return per_head.sum(dim=1) / per_head.shape[1]

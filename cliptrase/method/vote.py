@@ -1,0 +1,125 @@
+"""Cluster soft masks, region map and region vote (method.md §4 Steps H and I), batched in torch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
+    """Indices of a length-``n`` axis padded by ``pad`` on both sides with edge-repeating reflection.
+
+    scipy.ndimage's ``mode="reflect"`` extends ``a b c d`` as ``c b a | a b c d | d c b a`` (numpy's
+    "symmetric"); torch's ``reflect`` padding does not repeat the edge, so the index map is built here.
+    """
+    idx = torch.arange(-pad, n + pad, device=device)
+    period = 2 * n
+    idx = torch.remainder(idx, period)
+    return torch.where(idx >= n, period - 1 - idx, idx)
+
+
+def median_filter2d(x: Tensor, size: int) -> Tensor:
+    """2-D median filter equal to ``scipy.ndimage.median_filter(x, size=size)`` (mode ``reflect``).
+
+    The median of an odd-sized window is one of its values, so this is exact, not approximate.
+
+    Args:
+        x: (..., H, W) float tensor; each (H, W) map is filtered independently.
+        size: odd window side.
+
+    Returns:
+        Tensor of the same shape.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"median filter size must be a positive odd integer, got {size}")
+    if size == 1:
+        return x.clone()
+    pad = size // 2
+    h, w = x.shape[-2:]
+    rows = _symmetric_index(h, pad, x.device)
+    cols = _symmetric_index(w, pad, x.device)
+    padded = x[..., rows, :][..., :, cols]
+    windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (..., H, W, size, size)
+    return windows.flatten(-2).median(dim=-1).values
+
+
+def cluster_soft_masks(corr: Tensor, labels: Tensor, n_clusters: int) -> Tensor:
+    """Mean row of ``corr`` over the members of each cluster (method.md §4 Step H.1).
+
+    Args:
+        corr: (B, N, N) denoised correlation (the rows DBSCAN clustered).
+        labels: (B, N) DBSCAN labels, -1 = noise.
+        n_clusters: number of mask slots K (>= max label + 1 over the batch).
+
+    Returns:
+        (B, K, N) masks; slots without members are all-NaN.
+    """
+    onehot = F.one_hot((labels + 1).clamp_min(0), n_clusters + 1)[..., 1:].to(corr.dtype)  # (B, N, K)
+    sums = onehot.transpose(1, 2) @ corr
+    counts = onehot.sum(dim=1).unsqueeze(-1)
+    return sums / counts
+
+
+def region_map(
+    masks: Tensor, grid_hw: tuple[int, int], out_hw: tuple[int, int], *, ratio: int = 4, median_size: int = 7
+) -> Tensor:
+    """Upsample each cluster mask, median-filter it, upsample to the output and take the argmax.
+
+    method.md §4 Step H.2-5: bilinear (``align_corners=False``) to (ratio*h, ratio*w), scipy-equivalent
+    median filter of side ``median_size`` (the authors' 2*4-1 = 7), bilinear to the output size, argmax
+    over clusters (ties to the first). Empty slots (NaN masks) never win.
+
+    Args:
+        masks: (B, K, N) soft masks from :func:`cluster_soft_masks`.
+        grid_hw: patch grid (h, w), N = h * w.
+        out_hw: output size.
+
+    Returns:
+        (B, H, W) int64 region ids in 0..K-1.
+    """
+    b, k, _ = masks.shape
+    h, w = grid_hw
+    x = masks.reshape(b, k, h, w)
+    x = F.interpolate(x, size=(ratio * h, ratio * w), mode="bilinear", align_corners=False)
+    x = median_filter2d(x, median_size)
+    x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
+    return torch.nan_to_num(x, nan=-torch.inf).argmax(dim=1)
+
+
+def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int) -> Tensor:
+    """Give every region the most frequent label of ``preds`` inside it, ties to the smallest label id.
+
+    method.md §4 Step I (``torch.unique`` counts + argmax in the authors' code; argmax returns the first
+    maximum, i.e. the smallest label). Computed for the whole batch with one bincount.
+
+    Args:
+        preds: (B, H, W) int64 labels in 0..n_labels-1.
+        regions: (B, H, W) int64 region ids in 0..n_regions-1.
+
+    Returns:
+        (B, H, W) voted labels.
+    """
+    b = preds.shape[0]
+    flat = (regions * n_labels + preds).reshape(b, -1)
+    offsets = torch.arange(b, device=preds.device).unsqueeze(1) * (n_regions * n_labels)
+    counts = torch.bincount((flat + offsets).reshape(-1), minlength=b * n_regions * n_labels)
+    winner = counts.reshape(b, n_regions, n_labels).argmax(dim=-1)  # (B, K)
+    return torch.gather(winner, 1, regions.reshape(b, -1)).reshape(preds.shape)
+
+
+def mean_logits_vote(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
+    """Replace each pixel's logits by the mean logits of its region (the authors' d2 variant, §10).
+
+    Args:
+        logits: (B, C, H, W).
+        regions: (B, H, W) region ids.
+
+    Returns:
+        (B, C, H, W) region-averaged logits.
+    """
+    b, c, h, w = logits.shape
+    onehot = F.one_hot(regions.reshape(b, -1), n_regions).to(logits.dtype)  # (B, HW, K)
+    sums = logits.reshape(b, c, -1) @ onehot  # (B, C, K)
+    means = sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(1)
+    return torch.gather(means, 2, regions.reshape(b, 1, -1).expand(b, c, -1)).reshape(b, c, h, w)

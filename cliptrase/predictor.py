@@ -1,0 +1,76 @@
+"""CLIPtrase on a loaded CLIP: dense encoder + text classifiers + method, for batches of images.
+
+This is the object the CLI, the paper protocol and the segmentor share; it holds no dataset knowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from cliptrase.method.cliptrase import CLIPTRASE_LAST_BLOCK, CLIPtraseOptions, CLIPtraseOutput, cliptrase_segment
+from cliptrase.models.clip import LoadedClip
+from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures
+from cliptrase.models.text import cached_text_classifier, load_templates
+
+logger = logging.getLogger(__name__)
+
+
+class CLIPtrasePredictor:
+    """Runs CLIPtrase with a loaded CLIP (never modified).
+
+    Args:
+        clip: the loaded model bundle.
+        pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
+        templates: prompt template set name.
+    """
+
+    def __init__(
+        self, clip: LoadedClip, *, pos_offset: float | None = PAPER_POS_OFFSET, templates: str = "imagenet80"
+    ) -> None:
+        self.clip = clip
+        self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset)
+        self.templates = load_templates(templates)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model."""
+        return next(self.clip.model.parameters()).device
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's ``logit_scale.exp()`` (100 for OpenAI weights)."""
+        return float(self.clip.model.logit_scale.detach().exp())
+
+    def text_classifier(self, names: Sequence[str]) -> Tensor:
+        """(len(names), E) classifier rows, cached on disk unless the weights are random."""
+        names = list(names)
+        if not names or any(not n.strip() for n in names):
+            raise ValueError(f"class list must be non-empty and hold no empty names, got {names!r}")
+        return cached_text_classifier(
+            self.clip.model,
+            self.clip.tokenizer,
+            self.clip.model_id,
+            names,
+            self.templates,
+            use_cache=not self.clip.is_random,
+        )
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, opts: CLIPtraseOptions) -> DenseFeatures:
+        """Dense features of the CLIPtrase-modified tower for (B, 3, H, W) normalised images."""
+        return self.encoder(images.to(self.device), CLIPTRASE_LAST_BLOCK, collect=(opts.correlation_block,))
+
+    @torch.no_grad()
+    def segment(
+        self, features: DenseFeatures, text: Tensor, opts: CLIPtraseOptions, out_hw: tuple[int, int]
+    ) -> CLIPtraseOutput:
+        """The method's post-processing on encoded features, output at ``out_hw``."""
+        return cliptrase_segment(features, text.to(self.device), self.logit_scale, out_hw, opts)
+
+    def __call__(self, images: Tensor, text: Tensor, opts: CLIPtraseOptions) -> CLIPtraseOutput:
+        """CLIPtrase on a batch (B, 3, H, W) of normalised images; output at the input size."""
+        return self.segment(self.encode(images, opts), text, opts, tuple(images.shape[-2:]))

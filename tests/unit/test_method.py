@@ -1,0 +1,178 @@
+"""Each CLIPtrase step against a direct reference (scipy, loops, the formulas of method.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from cliptrase.method.cliptrase import (
+    CLIPtraseOptions,
+    apply_cls_product,
+    cliptrase_segment,
+    collapse_background,
+)
+from cliptrase.method.correlation import qkv_cosine_correlation
+from cliptrase.method.denoise import subtract_cls_row
+from cliptrase.method.vote import (
+    cluster_soft_masks,
+    majority_vote,
+    mean_logits_vote,
+    median_filter2d,
+    region_map,
+)
+from cliptrase.models.attention import cliptrase_attention, vanilla_attention
+from cliptrase.predictor import CLIPtrasePredictor
+
+
+@pytest.mark.parametrize("shape", [(56, 56), (84, 84), (3, 3), (1, 5), (13, 40), (2, 7, 9)])
+@pytest.mark.parametrize("size", [1, 3, 7, 9])
+def test_median_filter_equals_scipy(shape, size, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[..., 0, :2] = x[..., -1, -1]  # ties
+    ref = np.stack([ndimage.median_filter(m, size=size) for m in x.reshape(-1, *shape[-2:])]).reshape(shape)
+    ours = median_filter2d(torch.from_numpy(x), size).numpy()
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_median_filter_rejects_even_size():
+    with pytest.raises(ValueError, match="odd"):
+        median_filter2d(torch.zeros(4, 4), 4)
+
+
+def test_qkv_cosine_correlation_matches_loops(rng):
+    q, k, v = (torch.from_numpy(rng.standard_normal((2, 3, 5, 4)).astype(np.float32)) for _ in range(3))
+    out = qkv_cosine_correlation(q, k, v)
+    ref = torch.zeros(2, 5, 5)
+    for b in range(2):
+        for h in range(3):
+            for i in range(5):
+                for j in range(5):
+                    c = [torch.nn.functional.cosine_similarity(t[b, h, i], t[b, h, j], dim=0) for t in (q, k, v)]
+                    ref[b, i, j] += sum(c) / 3 / 3
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.diagonal(dim1=1, dim2=2), torch.ones(2, 5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out, out.transpose(1, 2))
+
+
+def test_cliptrase_attention_is_sum_of_three_softmaxes(rng):
+    q, k, v = (torch.from_numpy(rng.standard_normal((1, 2, 6, 4)).astype(np.float32)) for _ in range(3))
+    s = 0.5
+    out = cliptrase_attention(q, k, v, scale=s, grid_hw=(2, 3))
+    for h in range(2):
+        a = sum(torch.softmax(s * t[0, h] @ t[0, h].T, dim=-1) for t in (q, k, v))
+        torch.testing.assert_close(a.sum(-1), torch.full((6,), 3.0))
+        torch.testing.assert_close(out[0, h], a @ v[0, h], atol=1e-6, rtol=0)
+    ref = torch.softmax(s * q @ k.transpose(-2, -1), dim=-1) @ v
+    torch.testing.assert_close(vanilla_attention(q, k, v, scale=s, grid_hw=(2, 3)), ref, atol=1e-6, rtol=0)
+
+
+def test_subtract_cls_row(rng):
+    w = torch.from_numpy(rng.uniform(-1, 1, (1, 5, 5)).astype(np.float32))
+    ref = np.maximum(w[0, 1:, 1:].numpy() - w[0, 0, 1:].numpy()[None, :], 0)
+    np.testing.assert_array_equal(subtract_cls_row(w)[0].numpy(), ref)
+
+
+def test_cluster_soft_masks_are_member_means(rng):
+    corr = torch.from_numpy(rng.uniform(0, 1, (2, 6, 6)).astype(np.float32))
+    labels = torch.tensor([[0, -1, 1, 0, 1, 1], [-1, 0, 0, -1, -1, -1]])
+    masks = cluster_soft_masks(corr, labels, 2)
+    torch.testing.assert_close(masks[0, 0], corr[0, [0, 3]].mean(0))
+    torch.testing.assert_close(masks[0, 1], corr[0, [2, 4, 5]].mean(0))
+    torch.testing.assert_close(masks[1, 0], corr[1, [1, 2]].mean(0))
+    assert torch.isnan(masks[1, 1]).all()  # empty slot never wins the argmax
+    regions = region_map(masks, (2, 3), (8, 12), ratio=4, median_size=7)
+    assert regions.shape == (2, 8, 12) and int(regions[1].max()) == 0
+
+
+def test_majority_vote_ties_to_smallest(rng):
+    preds = torch.from_numpy(rng.integers(0, 5, (2, 9, 9)))
+    regions = torch.from_numpy(rng.integers(0, 3, (2, 9, 9)))
+    preds[0, 0, :4] = torch.tensor([3, 3, 1, 1])
+    out = majority_vote(preds, regions, 3, 5)
+    for b in range(2):
+        for k in range(3):
+            sel = preds[b][regions[b] == k]
+            vals, counts = torch.unique(sel, return_counts=True)  # the authors' rule
+            assert (out[b][regions[b] == k] == vals[counts.argmax()]).all()
+
+
+def test_mean_logits_vote(rng):
+    logits = torch.from_numpy(rng.standard_normal((1, 4, 5, 5)).astype(np.float32))
+    regions = torch.from_numpy(rng.integers(0, 3, (1, 5, 5)))
+    out = mean_logits_vote(logits, regions, 3)
+    for k in range(3):
+        m = regions[0] == k
+        torch.testing.assert_close(out[0][:, m], logits[0][:, m].mean(1, keepdim=True).expand(-1, int(m.sum())))
+
+
+def test_collapse_background_and_cls_product():
+    preds = torch.tensor([[0, 19, 20, 52]])
+    assert collapse_background(preds, 20).tolist() == [[0, 19, 20, 20]]
+    assert collapse_background(preds, None) is preds
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"eps": 0.0}, "eps must be"),
+        ({"eps": -1.0}, "eps must be"),
+        ({"eps": float("nan")}, "eps must be"),
+        ({"min_samples": 0}, "min_samples"),
+        ({"vote": "mode"}, "vote"),
+        ({"median_size": 4}, "median_size"),
+        ({"dbscan": "faiss"}, "dbscan"),
+        ({"correlation_block": 10}, "relative to depth"),
+    ],
+)
+def test_options_validation(kw, msg):
+    base = {"eps": 0.7, "min_samples": 3} | kw
+    with pytest.raises(ValueError, match=msg):
+        CLIPtraseOptions(**base)
+
+
+def _opts(**kw):
+    return CLIPtraseOptions(**({"eps": 0.7, "min_samples": 3} | kw))
+
+
+def test_batched_equals_single_and_backends_agree(golden_clip):
+    pred = CLIPtrasePredictor(golden_clip)
+    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    text = pred.text_classifier(["sky", "tree", "car", "road"])
+    batched = pred(x, text, _opts())
+    for i in range(3):
+        single = pred(x[i : i + 1], text, _opts(dbscan="sklearn"))
+        assert torch.equal(single.labels[0], batched.labels[i])
+        assert torch.equal(single.pred[0], batched.pred[i])
+
+
+def test_no_cluster_falls_back_to_argmax(golden_clip):
+    pred = CLIPtrasePredictor(golden_clip)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    text = pred.text_classifier(["sky", "tree", "car"])
+    out = pred(x, text, _opts(eps=1e-6, min_samples=2))
+    assert (out.labels == -1).all() and out.regions is None
+    assert torch.equal(out.pred, out.logits.argmax(1))
+
+
+def test_single_cluster_gives_one_label(golden_clip):
+    pred = CLIPtrasePredictor(golden_clip)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    text = pred.text_classifier(["sky", "tree", "car"])
+    out = pred(x, text, _opts(eps=1e6, min_samples=1))
+    assert (out.labels == 0).all()
+    assert out.pred.unique().numel() == 1
+
+
+def test_cls_product_multiplies_channels(golden_clip):
+    pred = CLIPtrasePredictor(golden_clip)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+    text = pred.text_classifier(["sky", "tree"])
+    feats = pred.encode(x, _opts())
+    plain = cliptrase_segment(feats, text, pred.logit_scale, (224, 224), _opts(cluster=False))
+    prod = apply_cls_product(plain.logits, feats, text, pred.logit_scale)
+    cls_logits = pred.logit_scale * feats.cls @ text.T
+    torch.testing.assert_close(prod, plain.logits * cls_logits[:, :, None, None])
+    with_flag = cliptrase_segment(feats, text, pred.logit_scale, (224, 224), _opts(cluster=False, cls_product=True))
+    torch.testing.assert_close(with_flag.logits, prod)
