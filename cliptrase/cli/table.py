@@ -1,0 +1,129 @@
+"""``cliptrase-table results/<experiment>``: the experiment's result records as Markdown, CSV and a bar chart.
+
+    cliptrase-table EXPERIMENT_DIR [--metric mIoU] [--out DIR] [--published FILE]
+    cliptrase table EXPERIMENT_DIR ...   (same options)
+
+Writes ``table.md``, ``table.csv`` and ``table.png`` into the experiment folder (or ``--out``) and logs the
+Markdown. Records of different metric definitions are never mixed: each gets its own
+``table_<definition>.{md,csv,png}``. Exit status 0 on success, 2 on bad input (missing folder, no complete
+records, unknown metric, unwritable output), reported as one log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from cliptrase.evaluation.results import atomic_write_text, load_records
+from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment_dir", type=Path, metavar="EXPERIMENT_DIR", help="results/<experiment>")
+    parser.add_argument("--metric", default="mIoU", help="metric to tabulate (default mIoU; e.g. mAcc, aAcc)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: EXPERIMENT_DIR)")
+    parser.add_argument(
+        "--published",
+        type=Path,
+        default=None,
+        help='JSON {"<row label>": {"<dataset>": value}}: adds published and Δ rows',
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``table`` command to ``subparsers`` (the ``cliptrase`` entry point)."""
+    parser = subparsers.add_parser("table", help="build Markdown/CSV tables and a bar chart from results")
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the stand-alone ``cliptrase-table`` console script."""
+    parser = argparse.ArgumentParser(prog="cliptrase-table", description=__doc__.splitlines()[0])
+    _add_arguments(parser)
+    return parser
+
+
+def load_published(path: Path) -> dict[str, dict[str, float]]:
+    """Read ``{row label: {dataset: value}}`` from JSON; one-line ``ValueError`` naming the file otherwise."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"published numbers file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    valid = isinstance(data, Mapping) and all(
+        isinstance(cells, Mapping)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cells.values())
+        for cells in data.values()
+    )
+    if not valid:
+        raise ValueError(f'{path}: expected {{"<row label>": {{"<dataset>": number}}}}')
+    return {str(row): {str(c): float(v) for c, v in cells.items()} for row, cells in data.items()}
+
+
+def _write_table(table: Table, out_dir: Path, stem: str) -> None:
+    markdown = to_markdown(table)
+    atomic_write_text(out_dir / f"{stem}.md", markdown)
+    atomic_write_text(out_dir / f"{stem}.csv", to_csv(table))
+    to_bar_chart(table, out_dir / f"{stem}.png")
+    logger.info("wrote %s.{md,csv,png} in %s\n%s", stem, out_dir, markdown)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build and write the tables; returns the exit status."""
+    exp_dir: Path = args.experiment_dir
+    hint = f"`cliptrase-eval experiment={exp_dir.name}`"
+    if not exp_dir.is_dir():
+        logger.error("results directory %s does not exist; results are written there by %s", exp_dir, hint)
+        return EXIT_BAD_INPUT
+    try:
+        records = load_records(exp_dir)
+        if not records:
+            logger.error("no complete results under %s; produce them with %s", exp_dir, hint)
+            return EXIT_BAD_INPUT
+        published = load_published(args.published) if args.published else None
+        tables = build_tables(records, args.metric, published=published)
+        out_dir: Path = args.out or exp_dir
+        _make_out_dir(out_dir)
+        if len(tables) > 1:
+            logger.warning(
+                "results use %d metric definitions, which are not comparable; writing one table each",
+                len(tables),
+            )
+        for table in tables:
+            stem = "table" if len(tables) == 1 else f"table_{table.metric_definition}"
+            _write_table(table, out_dir, stem)
+    except (ValueError, OSError) as err:
+        logger.error("%s", err)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot create output folder {out_dir} ({err.strerror}); choose another with --out"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``cliptrase-table``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
