@@ -13,7 +13,7 @@ from torch import Tensor
 
 from cliptrase.method.cliptrase import CLIPTRASE_LAST_BLOCK, CLIPtraseOptions, CLIPtraseOutput, cliptrase_segment
 from cliptrase.models.clip import LoadedClip
-from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures
+from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures, LastBlockSpec
 from cliptrase.models.text import cached_text_classifier, load_templates
 
 logger = logging.getLogger(__name__)
@@ -24,14 +24,21 @@ class CLIPtrasePredictor:
 
     Args:
         clip: the loaded model bundle.
+        last_block: rule of the last block (CLIPtrase's by default; ``LastBlockSpec()`` = vanilla CLIP).
         pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
         templates: prompt template set name.
     """
 
     def __init__(
-        self, clip: LoadedClip, *, pos_offset: float | None = PAPER_POS_OFFSET, templates: str = "imagenet80"
+        self,
+        clip: LoadedClip,
+        *,
+        last_block: LastBlockSpec = CLIPTRASE_LAST_BLOCK,
+        pos_offset: float | None = PAPER_POS_OFFSET,
+        templates: str = "imagenet80",
     ) -> None:
         self.clip = clip
+        self.last_block = last_block
         self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset)
         self.templates = load_templates(templates)
 
@@ -62,7 +69,8 @@ class CLIPtrasePredictor:
     @torch.no_grad()
     def encode(self, images: Tensor, opts: CLIPtraseOptions) -> DenseFeatures:
         """Dense features of the CLIPtrase-modified tower for (B, 3, H, W) normalised images."""
-        return self.encoder(images.to(self.device), CLIPTRASE_LAST_BLOCK, collect=(opts.correlation_block,))
+        collect = (opts.correlation_block,) if opts.cluster else ()
+        return self.encoder(images.to(self.device), self.last_block, collect=collect)
 
     @torch.no_grad()
     def segment(

@@ -52,7 +52,7 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
     # Shrink the wheel: strip debug symbols of the compiled extension (82 MB -> 2 MB).
     (cd "$BUILD/wheels" && mkdir x && cd x && "$PY" -m zipfile -e "$WHL" . \
       && find . -name '_ext*.so' -exec strip --strip-debug {} + \
-      && "$PY" -m wheel pack . -d "$BUILD/packed" >/dev/null)
+      && mkdir -p "$BUILD/packed" && "$PY" -m wheel pack . -d "$BUILD/packed" >/dev/null)
     mkdir -p "$WHEEL_DIR"
     cp "$BUILD"/packed/mmcv-"$MMCV_VERSION"-*.whl "$WHEEL_DIR/"
     log "cached $(ls "$WHEEL_DIR")"

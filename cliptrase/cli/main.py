@@ -14,12 +14,12 @@ from cliptrase import __version__
 
 logger = logging.getLogger("cliptrase")
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from cliptrase.cli import data, predict
+    from cliptrase.cli import data, predict, table
 
     parser = argparse.ArgumentParser(prog="cliptrase", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cliptrase {__version__}")
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     predict.register(sub)
     data.register(sub)
+    table.register(sub)
     return parser
 
 

@@ -144,3 +144,20 @@ def map_gt(gt: np.ndarray, dataset: PaperDataset) -> np.ndarray:
     out = gt.copy()
     out[out == 255] = dataset.n_foreground
     return out
+
+
+PAPER_GT: dict[str, tuple[str, str | None]] = {
+    "VOC20": ("reduce_zero", None),
+    "VOC21": ("reduce_zero", None),
+    "PC59": ("reduce_zero", None),
+    "PC60": ("reduce_zero", None),
+    "PC459": ("identity", None),
+    "COCO171_val": ("identity", None),
+    # The authors score COCO-Object on the 171-class stuff+thing maps (method.md §5.1), not the instance maps.
+    "COCO80_val": ("identity", "_labelTrainIds.png"),
+    "ADE150": ("reduce_zero", None),
+    "ADEfull": ("identity", None),
+}
+"""Per paper key: how the dataset's on-disk labels become the authors' GT encoding (``reduce_zero`` =
+their detectron2 preparation: 0 -> 255, k -> k-1), and a label-file suffix override where the authors read
+other files than the standard protocol."""

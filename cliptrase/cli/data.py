@@ -1,0 +1,119 @@
+"""``cliptrase data``: list, prepare and check the benchmarks.
+
+    cliptrase data list
+    cliptrase data prepare NAME --raw DIR --out DIR [--workers N] [--id-map FILE]
+    cliptrase data check NAME|--all [--root DIR] [--expected N] [--workers N]
+
+Each sub-command returns an exit code: 0 on success, 1 when ``check`` found problems, 2 on bad input (an
+unknown name, a missing directory), reported as one log line rather than a traceback. Output goes through
+logging; the ``cliptrase`` entry point configures the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from cliptrase.datasets import DATASET_CLASSES
+from cliptrase.datasets.config import list_dataset_configs, load_dataset_config
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_BAD_INPUT = 2
+_USER_ERRORS = (FileNotFoundError, ValueError, KeyError, RuntimeError)
+
+
+def _message(err: BaseException) -> str:
+    """One line for the user; ``KeyError`` would otherwise print its message quoted."""
+    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+
+
+def _list(args: argparse.Namespace) -> int:
+    """Log every dataset config with its root and whether that root exists."""
+    for name in list_dataset_configs():
+        cfg = load_dataset_config(name, args.root)
+        root = cfg.data_root or "(generated on first use)"
+        found = "found" if cfg.data_root is None or Path(cfg.data_root).is_dir() else "missing"
+        logger.info("%-14s %-20s %5d classes  %s [%s]", name, cfg.type, cfg.num_classes, root, found)
+    return EXIT_OK
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from cliptrase.datasets.prepare import prepare_dataset
+
+    try:
+        prepare_dataset(args.name, args.raw, args.out, workers=args.workers, id_map=args.id_map)
+    except _USER_ERRORS as err:
+        logger.error("data prepare %s: %s", args.name, _message(err))
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from cliptrase.datasets.prepare.check import check_dataset
+
+    if args.all == (args.name is not None):
+        logger.error("data check: give a dataset NAME or --all, not both or neither")
+        return EXIT_BAD_INPUT
+    names = list_dataset_configs() if args.all else [args.name]
+    status = EXIT_OK
+    for name in names:
+        try:
+            report = check_dataset(name, args.root, expected=args.expected, workers=args.workers)
+        except _USER_ERRORS as err:
+            logger.error("data check %s: %s", name, _message(err))
+            return EXIT_BAD_INPUT
+        if report.ok:
+            logger.info("%s: OK, %d images at %s", name, report.num_images, report.root)
+            continue
+        status = EXIT_PROBLEMS
+        logger.error("%s: %d problem(s) at %s", name, len(report.problems), report.root)
+        for problem in report.problems:
+            logger.error("%s: %s", name, problem)
+    return status
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command and its ``list``/``prepare``/``check`` sub-commands to ``subparsers``."""
+    names = sorted(DATASET_CLASSES)
+    data = subparsers.add_parser("data", help="list, prepare and check benchmark datasets")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="{list,prepare,check}")
+
+    listing = commands.add_parser("list", help="list the dataset configs and whether their roots exist")
+    listing.add_argument(
+        "--root", type=Path, default=None, help="data root (default: $CLIPTRASE_DATA or ./data)"
+    )
+    listing.set_defaults(func=_list)
+
+    prepare = commands.add_parser("prepare", help="convert an official download into the data root")
+    prepare.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
+    prepare.add_argument(
+        "--raw", type=Path, default=None, help="directory where the official archives were extracted"
+    )
+    prepare.add_argument(
+        "--out", type=Path, default=None, help="data root to write into (e.g. $CLIPTRASE_DATA)"
+    )
+    prepare.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: cores, at most 8)"
+    )
+    prepare.add_argument(
+        "--id-map", type=Path, default=None, help="ade847 only: MaskFormer's id/trainId table (JSON)"
+    )
+    prepare.set_defaults(func=_prepare)
+
+    check = commands.add_parser("check", help="check a prepared dataset; exit 1 if any problem is found")
+    check.add_argument("name", nargs="?", default=None, metavar="NAME", help=f"one of: {', '.join(names)}")
+    check.add_argument("--all", action="store_true", help="check every dataset config")
+    check.add_argument(
+        "--root", type=Path, default=None, help="data root (default: $CLIPTRASE_DATA or ./data)"
+    )
+    check.add_argument(
+        "--expected", type=int, default=None, help="expected image count, for a deliberate subset"
+    )
+    check.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: cores, at most 8)"
+    )
+    check.set_defaults(func=_check)

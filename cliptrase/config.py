@@ -1,0 +1,169 @@
+"""Typed schemas of the Hydra config groups, stored in Hydra's ConfigStore.
+
+Each group file starts with ``defaults: [base_<group>, _self_]`` (dataset files are validated the same way
+by :func:`validate`), so a misspelt key or a wrong type fails when the config is composed, before any
+model or dataset is loaded. Cross-field rules live in :func:`validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass
+class ModelConfig:
+    """Backbone: an open_clip name + pretrained tag, or a local OpenAI-format weights file.
+
+    Attributes:
+        slug: short name used in run folders and table rows (``vit_b16_openai``).
+        name: open_clip architecture (``ViT-B-16``); ignored when ``weights`` is set.
+        pretrained: open_clip pretrained tag (``openai``) or ``random``.
+        weights: path of a local state dict, or null.
+    """
+
+    slug: str = "???"
+    name: str | None = None
+    pretrained: str | None = None
+    weights: str | None = None
+
+
+@dataclass
+class DatasetConfig:
+    """Dataset facts only (see ``configs/dataset/*.yaml`` and ``cliptrase.datasets``)."""
+
+    name: str = "???"
+    type: str = "???"
+    data_root: str | None = None
+    img_dir: str = ""
+    ann_dir: str = ""
+    split: str | None = None
+    num_classes: int = 0
+    has_background: bool = False
+    paper_key: str | None = None
+    standard_vocab: str | None = None
+    expected_val_images: int | None = None
+    img_suffix: str | None = None
+    seg_map_suffix: str | None = None
+
+
+@dataclass
+class ProtocolConfig:
+    """The full evaluation recipe.
+
+    Attributes:
+        name: ``paper224`` / ``paper336`` / ``standard`` (results field).
+        kind: ``paper`` (the authors' script) or ``standard`` (the mmseg protocol of the SCLIP lineage).
+        image_size: paper protocol: resize short side + centre crop to S, GT cropped the same way.
+        short_side: standard protocol: resize so the short side is this (long side <= 2048).
+        short_side_by_dataset: per-dataset exceptions (Cityscapes 560, PC-459/ADE-847 448).
+        crop: standard protocol sliding-window size (0 = whole image).
+        stride: sliding-window stride.
+        logit_scale: standard scoring temperature: softmax(logit_scale * cos).
+        prob_thd: pixels whose max probability is below it become class 0 (background sets only).
+        prob_thd_by_dataset: per-dataset thresholds (protocols.md §7: 0.1 on VOC21, PC60, Object).
+        metric: ``paper_scores`` or ``mmseg_iou``.
+        vocab: ``paper`` or ``standard`` vocabulary files.
+        pos_offset: positional-table interpolation offset (0.1 = the authors'; null = resize by size).
+    """
+
+    name: str = "???"
+    kind: str = "???"
+    image_size: int | None = None
+    short_side: int | None = None
+    short_side_by_dataset: dict[str, int] = field(default_factory=dict)
+    crop: int = 224
+    stride: int = 112
+    logit_scale: float = 40.0
+    prob_thd: float = 0.0
+    prob_thd_by_dataset: dict[str, float] = field(default_factory=dict)
+    metric: str = "???"
+    vocab: str = "???"
+    pos_offset: float | None = None
+
+
+@dataclass
+class MethodConfig:
+    """The method and its switches (CLIPtrase defaults = the authors').
+
+    Attributes:
+        name: registry key of the method (``cliptrase``, ``clip``).
+        attention: last-block attention rule (``cliptrase``, ``vanilla``).
+        cluster: cluster and vote (CLIPtrase); false = per-pixel argmax.
+        denoise: subtract the [CLS] row before clustering.
+        vote: ``majority`` or ``mean_logits``; null = the protocol's default (paper: majority, standard:
+            mean_logits, so sliding windows can be averaged).
+        eps: DBSCAN eps; null = the authors' value for the input size (0.7 at 224, 1.1 at 336).
+        min_samples: DBSCAN min_samples; null = the authors' value (3 / 7).
+        upsample_ratio: cluster-mask upsampling before the median filter.
+        median_size: median filter side.
+        dbscan: ``torch`` or ``sklearn``.
+        correlation_block: block whose q/k/v give the correlation, relative to depth.
+        cls_product: multiply by the [CLS] logits: null = as the authors (VOC20 in the paper protocol).
+    """
+
+    name: str = "???"
+    attention: str = "vanilla"
+    cluster: bool = False
+    denoise: bool = True
+    vote: str | None = None
+    eps: float | None = None
+    min_samples: int | None = None
+    upsample_ratio: int = 4
+    median_size: int = 7
+    dbscan: str = "torch"
+    correlation_block: int = -2
+    cls_product: bool | None = None
+
+
+def register_configs() -> None:
+    """Store the schemas as ``base_<group>`` in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="protocol", name="base_protocol", node=ProtocolConfig)
+    cs.store(group="method", name="base_method", node=MethodConfig)
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check the composed config against the schemas and cross-field rules; return typed group objects.
+
+    Raises:
+        ValueError: one line naming the key, the value and the fix.
+    """
+    out: dict[str, Any] = {}
+    for group, schema in (("model", ModelConfig), ("dataset", DatasetConfig), ("protocol", ProtocolConfig),
+                          ("method", MethodConfig)):
+        try:
+            node = OmegaConf.to_container(cfg[group], resolve=True)  # resolve against the whole config
+            merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        except Exception as exc:  # omegaconf raises several types; all are user errors here
+            raise ValueError(f"config group {group!r}: {str(exc).splitlines()[0]}") from None
+        out[group] = OmegaConf.to_object(merged)
+    model, protocol, method = out["model"], out["protocol"], out["method"]
+    if model.weights is None and model.name is None:
+        raise ValueError("model: set model.name (open_clip name) or model.weights (state-dict file)")
+    if protocol.kind not in ("paper", "standard"):
+        raise ValueError(f"protocol.kind must be 'paper' or 'standard', got {protocol.kind!r}")
+    if protocol.kind == "paper" and protocol.image_size is None:
+        raise ValueError("protocol.image_size must be set for the paper protocol (224 or 336)")
+    if protocol.kind == "standard":
+        if not protocol.short_side:
+            raise ValueError("protocol.short_side must be set for the standard protocol")
+        if protocol.crop and protocol.stride > protocol.crop:
+            raise ValueError(f"protocol.stride ({protocol.stride}) must be <= protocol.crop ({protocol.crop})")
+    if protocol.metric not in ("paper_scores", "mmseg_iou"):
+        raise ValueError(f"protocol.metric must be 'paper_scores' or 'mmseg_iou', got {protocol.metric!r}")
+    if protocol.vocab not in ("paper", "standard"):
+        raise ValueError(f"protocol.vocab must be 'paper' or 'standard', got {protocol.vocab!r}")
+    if method.eps is not None and not method.eps > 0:
+        raise ValueError(f"method.eps must be > 0, got {method.eps}")
+    if method.vote not in (None, "majority", "mean_logits"):
+        raise ValueError(f"method.vote must be null, 'majority' or 'mean_logits', got {method.vote!r}")
+    if method.correlation_block >= 0:
+        raise ValueError(f"method.correlation_block must be negative (relative to depth), got "
+                         f"{method.correlation_block}")
+    return out

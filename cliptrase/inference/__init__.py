@@ -1,0 +1,1 @@
+"""Whole-image and sliding-window inference."""

@@ -1,0 +1,211 @@
+"""The registered mmseg segmentor: wires preprocessing, whole/slide inference and the method; computes
+nothing itself.
+
+Call graph (mirrors mmseg's ``EncoderDecoder`` docstring)::
+
+    test_step -> ClipSegDataPreProcessor (x/255, RGB, CLIP mean/std: the authors' ToTensor+Normalize)
+              -> predict
+                   paper:    CLIPtrasePredictor on the S x S batch -> labels (background collapsed)
+                   standard: per image sliding_window(window_scores, crop, stride)
+                             -> bilinear to the original size -> softmax(logit_scale * cos)
+                             -> max over each class's synonyms -> prob_thd -> argmax
+              -> data_sample.pred_sem_seg
+
+In sliding windows CLIPtrase clusters and votes inside each window. With ``vote=mean_logits`` (the default
+of the standard protocol, as the authors' d2 version) each pixel gets its region's mean cosine score, so
+overlapping windows average like any dense method; with ``vote=majority`` a window contributes a one-hot
+map of its voted labels, and the windows' votes are averaged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseDataPreprocessor
+from mmengine.structures import PixelData
+from mmseg.models.segmentors import BaseSegmentor
+from torch import Tensor
+
+from cliptrase.inference.sliding import sliding_window
+from cliptrase.method.cliptrase import CLIPTRASE_LAST_BLOCK, CLIPtraseOptions
+from cliptrase.models.clip import load_clip
+from cliptrase.models.dense import LastBlockSpec
+from cliptrase.predictor import CLIPtrasePredictor
+from cliptrase.protocols.paper import dbscan_settings
+from cliptrase.registry import MODELS
+from cliptrase.utils.device import resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@MODELS.register_module()
+class ClipSegDataPreProcessor(BaseDataPreprocessor):
+    """``x / 255`` then ``(x - mean) / std`` in RGB — the exact arithmetic of torchvision's ``ToTensor`` +
+    ``Normalize`` that the authors use (mmseg's ``SegDataPreProcessor`` computes ``(x - 255 mean) / (255
+    std)``, which differs in the last bits). Images of different sizes are returned as a list.
+
+    Args:
+        mean: RGB mean on the 0..1 scale.
+        std: RGB std on the 0..1 scale.
+        bgr_to_rgb: flip channels (mmcv loads BGR).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], bgr_to_rgb: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)
+        self.bgr_to_rgb = bgr_to_rgb
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        data = self.cast_data(data)
+        images = []
+        for img in data["inputs"]:
+            x = img.float() / 255
+            if self.bgr_to_rgb:
+                x = x.flip(0)
+            images.append((x - self.mean) / self.std)
+        same = all(x.shape == images[0].shape for x in images)
+        return {"inputs": torch.stack(images) if same else images, "data_samples": data.get("data_samples")}
+
+
+@MODELS.register_module()
+class CLIPtraseSegmentor(BaseSegmentor):
+    """Training-free dense CLIP segmentor: CLIPtrase, or vanilla CLIP when the method says so.
+
+    Args:
+        model: ``{name, pretrained, weights}`` of the backbone.
+        method: the method config (``MethodConfig`` fields).
+        protocol: the protocol config (``ProtocolConfig`` fields).
+        prompts: text queries, in classifier order.
+        prompt_to_class: class index of every prompt (synonyms and background prompts share one).
+        n_classes: number of scored classes.
+        n_foreground: paper protocol: prompts >= this collapse to it (background); None otherwise.
+        cls_product: multiply by the [CLS] logits (the authors' VOC20 rule).
+        dataset_name: used for per-dataset protocol settings.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        window_batch: windows per forward pass in slide mode.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        method: dict,
+        protocol: dict,
+        prompts: Sequence[str],
+        prompt_to_class: Sequence[int],
+        n_classes: int,
+        n_foreground: int | None = None,
+        cls_product: bool = False,
+        dataset_name: str = "",
+        device: str = "auto",
+        window_batch: int = 16,
+        data_preprocessor: dict | None = None,
+    ) -> None:
+        device_t = resolve_device(device)
+        clip = load_clip(model.get("name"), model.get("pretrained"), weights=model.get("weights"), device=device_t)
+        super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
+        self.align_corners = False
+        self.method_cfg = dict(method)
+        self.protocol = dict(protocol)
+        self.is_paper = self.protocol["kind"] == "paper"
+        last_block = (
+            CLIPTRASE_LAST_BLOCK
+            if method["attention"] == "cliptrase"
+            else LastBlockSpec(attention=method["attention"])
+        )
+        self.predictor = CLIPtrasePredictor(clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset"))
+        self.clip_model = clip.model  # registered as a submodule so .to(device) and eval() reach it
+        self.prompts = list(prompts)
+        self.register_buffer("prompt_to_class", torch.tensor(list(prompt_to_class)), persistent=False)
+        self.n_classes = n_classes
+        self.window_batch = window_batch
+        self.dataset_name = dataset_name
+        self.options = self._options(n_foreground, cls_product)
+        self.text = self.predictor.text_classifier(self.prompts)
+        self.to(device_t)
+
+    def _options(self, n_foreground: int | None, cls_product: bool) -> CLIPtraseOptions:
+        m = self.method_cfg
+        size = self.protocol["image_size"] if self.is_paper else self.protocol["crop"]
+        eps, min_samples = m.get("eps"), m.get("min_samples")
+        if m["cluster"] and (eps is None or min_samples is None):
+            d_eps, d_min = dbscan_settings(size)
+            eps = d_eps if eps is None else eps
+            min_samples = d_min if min_samples is None else min_samples
+        vote = m.get("vote") or ("majority" if self.is_paper else "mean_logits")
+        return CLIPtraseOptions(
+            eps=eps if eps is not None else 1.0,  # unused when cluster is false
+            min_samples=min_samples if min_samples is not None else 1,
+            n_foreground=n_foreground if self.is_paper else None,
+            cls_product=cls_product if m.get("cls_product") is None else bool(m["cls_product"]),
+            denoise=m["denoise"],
+            cluster=m["cluster"],
+            vote=vote,
+            upsample_ratio=m["upsample_ratio"],
+            median_size=m["median_size"],
+            dbscan=m["dbscan"],
+            correlation_block=m["correlation_block"],
+        )
+
+    # -- inference -------------------------------------------------------------------------------------
+    def predict(self, inputs: Tensor | list[Tensor], data_samples: list | None = None) -> list:
+        """Predict label maps for a batch and attach them to the data samples as ``pred_sem_seg``."""
+        with torch.no_grad():
+            if self.is_paper:
+                labels = self._predict_paper(inputs)
+            else:
+                labels = [self._predict_standard(x, s.metainfo["ori_shape"]) for x, s in zip(inputs, data_samples)]
+        for label, sample in zip(labels, data_samples):
+            sample.set_data({"pred_sem_seg": PixelData(data=label[None])})
+        return data_samples
+
+    def _predict_paper(self, inputs: Tensor | list[Tensor]) -> list[Tensor]:
+        if isinstance(inputs, list):
+            inputs = torch.stack(inputs)
+        out = self.predictor(inputs, self.text, self.options)
+        return list(self.prompt_to_class[out.pred])
+
+    def window_scores(self, crops: Tensor) -> Tensor:
+        """Per-prompt cosine scores of a batch of windows (n, P, h, w), voted inside each window."""
+        out = self.predictor(crops, self.text, self.options)
+        if self.options.cluster and self.options.vote == "majority":
+            return F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
+        return out.logits / self.predictor.logit_scale
+
+    def _predict_standard(self, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+        crop, stride = self.protocol["crop"], self.protocol["stride"]
+        x = image[None]
+        if crop:
+            scores = sliding_window(self.window_scores, x, crop=crop, stride=stride, max_batch=self.window_batch)
+        else:
+            scores = self.window_scores(x)
+        scores = F.interpolate(scores, size=tuple(ori_shape), mode="bilinear", align_corners=False)[0]
+        probs = torch.softmax(self.protocol["logit_scale"] * scores, dim=0)  # (P, H, W)
+        class_probs = probs.new_full((self.n_classes, *probs.shape[1:]), -1.0)
+        class_probs = class_probs.index_reduce_(0, self.prompt_to_class, probs, "amax")
+        best, labels = class_probs.max(dim=0)
+        thd = self.protocol.get("prob_thd_by_dataset", {}).get(self.dataset_name, self.protocol.get("prob_thd", 0.0))
+        if thd:
+            labels[best < thd] = 0
+        return labels
+
+    # -- BaseSegmentor's abstract training API: this segmentor is training-free ------------------------------
+    def loss(self, inputs: Tensor, data_samples: list) -> dict:
+        """Not available: the method is training-free."""
+        raise NotImplementedError("CLIPtraseSegmentor is training-free: there is no loss")
+
+    def _forward(self, inputs: Tensor, data_samples: list | None = None) -> Tensor:
+        """Per-prompt window scores of a batch (tensor mode)."""
+        return self.window_scores(inputs)
+
+    def extract_feat(self, inputs: Tensor) -> Tensor:
+        """Normalised dense tokens of the (modified) tower."""
+        return self.predictor.encode(inputs, self.options).tokens
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
+        """Per-prompt scores at the input size (whole-image inference)."""
+        return self.window_scores(inputs)
