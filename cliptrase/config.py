@@ -90,8 +90,11 @@ class MethodConfig:
     """The method and its switches (CLIPtrase defaults = the authors').
 
     Attributes:
-        name: registry key of the method (``cliptrase``, ``clip``).
-        attention: last-block attention rule (``cliptrase``, ``vanilla``).
+        name: method label (``cliptrase``, ``clip``, ``sclip``, ...), = the config file stem.
+        attention: last-block attention rule, a key of ``cliptrase.models.attention.ATTENTION``.
+        keep_residual: keep the last block's residual connection.
+        keep_ffn: keep the last block's MLP.
+        attention_params: extra keyword arguments of the rule (e.g. NACLIP ``gaussian_std``).
         cluster: cluster and vote (CLIPtrase); false = per-pixel argmax.
         denoise: subtract the [CLS] row before clustering.
         vote: ``majority`` or ``mean_logits``; null = the protocol's default (paper: majority, standard:
@@ -107,6 +110,9 @@ class MethodConfig:
 
     name: str = "???"
     attention: str = "vanilla"
+    keep_residual: bool = True
+    keep_ffn: bool = True
+    attention_params: dict[str, float] = field(default_factory=dict)
     cluster: bool = False
     denoise: bool = True
     vote: str | None = None

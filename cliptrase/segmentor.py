@@ -31,7 +31,7 @@ from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor
 
 from cliptrase.inference.sliding import sliding_window
-from cliptrase.method.cliptrase import CLIPTRASE_LAST_BLOCK, CLIPtraseOptions
+from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.models.clip import load_clip
 from cliptrase.models.dense import LastBlockSpec
 from cliptrase.predictor import CLIPtrasePredictor
@@ -112,10 +112,11 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.method_cfg = dict(method)
         self.protocol = dict(protocol)
         self.is_paper = self.protocol["kind"] == "paper"
-        last_block = (
-            CLIPTRASE_LAST_BLOCK
-            if method["attention"] == "cliptrase"
-            else LastBlockSpec(attention=method["attention"])
+        last_block = LastBlockSpec(
+            attention=method["attention"],
+            keep_residual=method.get("keep_residual", True),
+            keep_ffn=method.get("keep_ffn", True),
+            params=tuple((method.get("attention_params") or {}).items()),
         )
         self.predictor = CLIPtrasePredictor(clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset"))
         self.clip_model = clip.model  # registered as a submodule so .to(device) and eval() reach it

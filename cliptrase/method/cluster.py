@@ -97,6 +97,7 @@ def _validate(x: Tensor, eps: float, min_samples: int) -> tuple[Tensor, float, i
     if x.numel() and not bool(torch.isfinite(x).all()):  # the one host sync of validation
         raise ValueError("x contains NaN or infinite values")
     batched = x.ndim == 3
+    x = x.detach()  # labels are discrete: no autograd graph
     return (x if batched else x.unsqueeze(0)), float(eps), int(min_samples), batched
 
 
@@ -136,6 +137,28 @@ def _neighbourhoods(x: Tensor, eps: float) -> Tensor:
     return adj & adj.transpose(-1, -2)
 
 
+def _small_int(n: int) -> torch.dtype:
+    """Narrowest integer dtype holding ``-(n + 1) .. n + 1``.
+
+    The dense (B, N, N) integer passes run far faster in int16: 7 ms against 50 ms for ``where`` +
+    ``amin`` in int32 at B=8, N=1024 on one CPU core.
+    """
+    if n < 2**15 - 1:
+        return torch.int16
+    return torch.int32 if n < 2**31 - 1 else torch.int64
+
+
+def _masked_min(adj: Tensor, values: Tensor, none: int) -> Tensor:
+    """``out[b, i] = min(values[b, j] for j with adj[b, i, j])``, ``none`` when there is no such ``j``.
+
+    ``values`` must lie in ``0 .. none``. Evaluated as ``none + min_j adj_ij * (values_j - none)`` in the
+    narrowest integer dtype (a product and a reduction vectorise better than ``torch.where``).
+    """
+    small = _small_int(none)
+    shifted = (values - none).to(small)  # in -none .. 0
+    return (adj.to(small) * shifted[:, None, :]).amin(-1).to(torch.int64) + none
+
+
 def _min_index_components(adj: Tensor, active: Tensor) -> Tensor:
     """Smallest index of each active node's connected component, for a batch of symmetric graphs.
 
@@ -155,16 +178,13 @@ def _min_index_components(adj: Tensor, active: Tensor) -> Tensor:
         inactive or isolated ``i``.
     """
     b, n, _ = adj.shape
-    small = torch.int32 if n < 2**31 - 1 else torch.int64  # halves the traffic of the dense reductions
-    none = torch.full((), n, dtype=small, device=adj.device)
     parent = torch.arange(n, device=adj.device).expand(b, n).contiguous()
     rounds = 0
     while True:  # terminates: every round but the last lowers some parent, and none goes below 0
         rounds += 1
         grand = parent.gather(-1, parent)
         # smallest grandparent among the active neighbours of each active node (n when none)
-        offer = torch.where(active, grand.to(small), none)
-        seen = torch.where(adj, offer[:, None, :], none).amin(-1).to(parent.dtype)
+        seen = _masked_min(adj, torch.where(active, grand, n), n)
         seen = torch.where(active, seen, n)
         new = parent.scatter_reduce(-1, parent, seen, reduce="amin", include_self=True)  # hook the root
         new = torch.minimum(torch.minimum(new, seen), grand)  # aggressive hooking + shortcut
@@ -206,14 +226,14 @@ def dbscan_torch(x: Tensor, eps: float, min_samples: int) -> Tensor:
         labels = torch.empty(0, n, dtype=torch.int64, device=x.device)
         return labels if batched else labels[0]
     adj = _neighbourhoods(xb, eps)  # (B, N, N), diagonal set except in the rounding corner case
-    core = adj.sum(-1) >= min_samples  # (B, N)
+    # neighbour counts (itself included); counts <= n, so the narrow dtype and the clamp are exact
+    core = adj.sum(-1, dtype=_small_int(n)) >= min(min_samples, n + 1)  # (B, N)
     root = _min_index_components(adj, core)  # for a core point: its component's smallest core index
     is_root = core & (root == torch.arange(n, device=x.device))
     cluster_of_root = is_root.cumsum(-1) - 1  # clusters numbered by their smallest core index
     core_label = torch.where(core, cluster_of_root.gather(-1, root), n)  # n for non-core points
     # non-core points: smallest cluster number among core neighbours (n when none -> noise)
-    small = torch.int32 if n < 2**31 - 1 else torch.int64
-    border_label = torch.where(adj, core_label.to(small)[:, None, :], n).amin(-1).to(torch.int64)
+    border_label = _masked_min(adj, core_label, n)
     labels = torch.where(core, core_label, border_label)
     labels = torch.where(labels == n, -1, labels)
     return labels if batched else labels[0]

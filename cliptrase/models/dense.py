@@ -40,14 +40,18 @@ class LastBlockSpec:
         attention: name of a rule in :data:`cliptrase.models.attention.ATTENTION`.
         keep_residual: add the block input to the attention output (CLIPtrase keeps it, method.md §4 C).
         keep_ffn: apply the block's MLP with its residual after the attention (CLIPtrase keeps it).
+        params: extra keyword arguments of the rule as sorted (name, value) pairs (e.g. NACLIP's
+            ``gaussian_std``), kept hashable so the spec stays frozen.
     """
 
     attention: str = "vanilla"
     keep_residual: bool = True
     keep_ffn: bool = True
+    params: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         ATTENTION.get(self.attention)  # raises KeyError listing valid rules
+        object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
 
 
 @dataclass
@@ -153,7 +157,7 @@ def run_block(
     q, k, v = project_qkv(attn, block.ln_1(x))
     head_dim = q.shape[-1]
     rule = ATTENTION.get(spec.attention)
-    out = rule(q, k, v, scale=head_dim**-0.5, grid_hw=grid_hw)
+    out = rule(q, k, v, scale=head_dim**-0.5, grid_hw=grid_hw, **dict(spec.params))
     b, _, n, _ = out.shape
     out = attn.out_proj(out.transpose(1, 2).reshape(b, n, -1))
     out = block.ls_1(out)
