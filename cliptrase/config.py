@@ -62,6 +62,9 @@ class ProtocolConfig:
         short_side_by_dataset: per-dataset exceptions (Cityscapes 560, PC-459/ADE-847 448).
         crop: standard protocol sliding-window size (0 = whole image).
         stride: sliding-window stride.
+        crop_by_dataset: per-dataset window sizes (e.g. NACLIP's whole-image VOC: 0).
+        stride_by_dataset: per-dataset strides.
+        pamr_steps: PAMR refinement steps on the upsampled scores (0 = off; NACLIP uses 10).
         logit_scale: standard scoring temperature: softmax(logit_scale * cos).
         prob_thd: pixels whose max probability is below it become class 0 (background sets only).
         prob_thd_by_dataset: per-dataset thresholds (protocols.md §7: 0.1 on VOC21, PC60, Object).
@@ -77,6 +80,9 @@ class ProtocolConfig:
     short_side_by_dataset: dict[str, int] = field(default_factory=dict)
     crop: int = 224
     stride: int = 112
+    crop_by_dataset: dict[str, int] = field(default_factory=dict)
+    stride_by_dataset: dict[str, int] = field(default_factory=dict)
+    pamr_steps: int = 0
     logit_scale: float = 40.0
     prob_thd: float = 0.0
     prob_thd_by_dataset: dict[str, float] = field(default_factory=dict)
@@ -105,6 +111,7 @@ class MethodConfig:
         median_size: median filter side.
         dbscan: ``torch`` or ``sklearn``.
         correlation_block: block whose q/k/v give the correlation, relative to depth.
+        correlation: ``qkv_cosine`` (the authors') or ``attention`` (ablation: plain attention map).
         cls_product: multiply by the [CLS] logits: null = as the authors (VOC20 in the paper protocol).
     """
 
@@ -122,6 +129,7 @@ class MethodConfig:
     median_size: int = 7
     dbscan: str = "torch"
     correlation_block: int = -2
+    correlation: str = "qkv_cosine"
     cls_product: bool | None = None
 
 
@@ -141,8 +149,12 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         ValueError: one line naming the key, the value and the fix.
     """
     out: dict[str, Any] = {}
-    for group, schema in (("model", ModelConfig), ("dataset", DatasetConfig), ("protocol", ProtocolConfig),
-                          ("method", MethodConfig)):
+    for group, schema in (
+        ("model", ModelConfig),
+        ("dataset", DatasetConfig),
+        ("protocol", ProtocolConfig),
+        ("method", MethodConfig),
+    ):
         try:
             node = OmegaConf.to_container(cfg[group], resolve=True)  # resolve against the whole config
             merged = OmegaConf.merge(OmegaConf.structured(schema), node)
@@ -160,7 +172,9 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         if not protocol.short_side:
             raise ValueError("protocol.short_side must be set for the standard protocol")
         if protocol.crop and protocol.stride > protocol.crop:
-            raise ValueError(f"protocol.stride ({protocol.stride}) must be <= protocol.crop ({protocol.crop})")
+            raise ValueError(
+                f"protocol.stride ({protocol.stride}) must be <= protocol.crop ({protocol.crop})"
+            )
     if protocol.metric not in ("paper_scores", "mmseg_iou"):
         raise ValueError(f"protocol.metric must be 'paper_scores' or 'mmseg_iou', got {protocol.metric!r}")
     if protocol.vocab not in ("paper", "standard"):
@@ -170,6 +184,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if method.vote not in (None, "majority", "mean_logits"):
         raise ValueError(f"method.vote must be null, 'majority' or 'mean_logits', got {method.vote!r}")
     if method.correlation_block >= 0:
-        raise ValueError(f"method.correlation_block must be negative (relative to depth), got "
-                         f"{method.correlation_block}")
+        raise ValueError(
+            f"method.correlation_block must be negative (relative to depth), got {method.correlation_block}"
+        )
     return out

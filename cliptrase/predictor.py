@@ -11,7 +11,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cliptrase.method.cliptrase import CLIPTRASE_LAST_BLOCK, CLIPtraseOptions, CLIPtraseOutput, cliptrase_segment
+from cliptrase.method.cliptrase import (
+    CLIPTRASE_LAST_BLOCK,
+    CLIPtraseOptions,
+    CLIPtraseOutput,
+    cliptrase_segment,
+)
 from cliptrase.models.clip import LoadedClip
 from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures, LastBlockSpec
 from cliptrase.models.text import cached_text_classifier, load_templates

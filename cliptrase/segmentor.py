@@ -32,6 +32,7 @@ from torch import Tensor
 
 from cliptrase.inference.sliding import sliding_window
 from cliptrase.method.cliptrase import CLIPtraseOptions
+from cliptrase.method.pamr import pamr
 from cliptrase.models.clip import load_clip
 from cliptrase.models.dense import LastBlockSpec
 from cliptrase.predictor import CLIPtrasePredictor
@@ -40,6 +41,51 @@ from cliptrase.registry import MODELS
 from cliptrase.utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
+
+
+def last_block_spec(method: dict) -> LastBlockSpec:
+    """The last block of a method config (``MethodConfig`` fields)."""
+    return LastBlockSpec(
+        attention=method["attention"],
+        keep_residual=method.get("keep_residual", True),
+        keep_ffn=method.get("keep_ffn", True),
+        params=tuple((method.get("attention_params") or {}).items()),
+    )
+
+
+def method_options(
+    method: dict,
+    *,
+    size: int,
+    is_paper: bool,
+    n_foreground: int | None = None,
+    cls_product: bool = False,
+    patch: int = 16,
+) -> CLIPtraseOptions:
+    """Post-processing options of a method config for inputs (or windows) of side ``size``.
+
+    Null eps / min_samples take the authors' values for ``size``; a null vote is ``majority`` in the paper
+    protocol and ``mean_logits`` in sliding windows; a null ``cls_product`` follows the dataset.
+    """
+    eps, min_samples = method.get("eps"), method.get("min_samples")
+    if method["cluster"] and (eps is None or min_samples is None):
+        d_eps, d_min = dbscan_settings(size, size // patch)
+        eps = d_eps if eps is None else eps
+        min_samples = d_min if min_samples is None else min_samples
+    return CLIPtraseOptions(
+        eps=eps if eps is not None else 1.0,  # unused when cluster is false
+        min_samples=min_samples if min_samples is not None else 1,
+        n_foreground=n_foreground if is_paper else None,
+        cls_product=cls_product if method.get("cls_product") is None else bool(method["cls_product"]),
+        denoise=method.get("denoise", True),
+        cluster=method["cluster"],
+        vote=method.get("vote") or ("majority" if is_paper else "mean_logits"),
+        upsample_ratio=method.get("upsample_ratio", 4),
+        median_size=method.get("median_size", 7),
+        dbscan=method.get("dbscan", "torch"),
+        correlation_block=method.get("correlation_block", -2),
+        correlation=method.get("correlation", "qkv_cosine"),
+    )
 
 
 @MODELS.register_module()
@@ -106,51 +152,35 @@ class CLIPtraseSegmentor(BaseSegmentor):
         data_preprocessor: dict | None = None,
     ) -> None:
         device_t = resolve_device(device)
-        clip = load_clip(model.get("name"), model.get("pretrained"), weights=model.get("weights"), device=device_t)
+        clip = load_clip(
+            model.get("name"), model.get("pretrained"), weights=model.get("weights"), device=device_t
+        )
         super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
         self.align_corners = False
         self.method_cfg = dict(method)
         self.protocol = dict(protocol)
         self.is_paper = self.protocol["kind"] == "paper"
-        last_block = LastBlockSpec(
-            attention=method["attention"],
-            keep_residual=method.get("keep_residual", True),
-            keep_ffn=method.get("keep_ffn", True),
-            params=tuple((method.get("attention_params") or {}).items()),
+        last_block = last_block_spec(method)
+        self.predictor = CLIPtrasePredictor(
+            clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset")
         )
-        self.predictor = CLIPtrasePredictor(clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset"))
         self.clip_model = clip.model  # registered as a submodule so .to(device) and eval() reach it
         self.prompts = list(prompts)
         self.register_buffer("prompt_to_class", torch.tensor(list(prompt_to_class)), persistent=False)
         self.n_classes = n_classes
         self.window_batch = window_batch
         self.dataset_name = dataset_name
-        self.options = self._options(n_foreground, cls_product)
+        size = self.protocol["image_size"] if self.is_paper else self.protocol["crop"]
+        self.options = method_options(
+            method,
+            size=size,
+            is_paper=self.is_paper,
+            n_foreground=n_foreground,
+            cls_product=cls_product,
+            patch=self.predictor.encoder.patch_size[0],
+        )
         self.text = self.predictor.text_classifier(self.prompts)
         self.to(device_t)
-
-    def _options(self, n_foreground: int | None, cls_product: bool) -> CLIPtraseOptions:
-        m = self.method_cfg
-        size = self.protocol["image_size"] if self.is_paper else self.protocol["crop"]
-        eps, min_samples = m.get("eps"), m.get("min_samples")
-        if m["cluster"] and (eps is None or min_samples is None):
-            d_eps, d_min = dbscan_settings(size)
-            eps = d_eps if eps is None else eps
-            min_samples = d_min if min_samples is None else min_samples
-        vote = m.get("vote") or ("majority" if self.is_paper else "mean_logits")
-        return CLIPtraseOptions(
-            eps=eps if eps is not None else 1.0,  # unused when cluster is false
-            min_samples=min_samples if min_samples is not None else 1,
-            n_foreground=n_foreground if self.is_paper else None,
-            cls_product=cls_product if m.get("cls_product") is None else bool(m["cls_product"]),
-            denoise=m["denoise"],
-            cluster=m["cluster"],
-            vote=vote,
-            upsample_ratio=m["upsample_ratio"],
-            median_size=m["median_size"],
-            dbscan=m["dbscan"],
-            correlation_block=m["correlation_block"],
-        )
 
     # -- inference -------------------------------------------------------------------------------------
     def predict(self, inputs: Tensor | list[Tensor], data_samples: list | None = None) -> list:
@@ -159,7 +189,9 @@ class CLIPtraseSegmentor(BaseSegmentor):
             if self.is_paper:
                 labels = self._predict_paper(inputs)
             else:
-                labels = [self._predict_standard(x, s.metainfo["ori_shape"]) for x, s in zip(inputs, data_samples)]
+                labels = [
+                    self._predict_standard(x, s.metainfo["ori_shape"]) for x, s in zip(inputs, data_samples)
+                ]
         for label, sample in zip(labels, data_samples):
             sample.set_data({"pred_sem_seg": PixelData(data=label[None])})
         return data_samples
@@ -178,18 +210,26 @@ class CLIPtraseSegmentor(BaseSegmentor):
         return out.logits / self.predictor.logit_scale
 
     def _predict_standard(self, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
-        crop, stride = self.protocol["crop"], self.protocol["stride"]
+        crop = self.protocol.get("crop_by_dataset", {}).get(self.dataset_name, self.protocol["crop"])
+        stride = self.protocol.get("stride_by_dataset", {}).get(self.dataset_name, self.protocol["stride"])
         x = image[None]
         if crop:
-            scores = sliding_window(self.window_scores, x, crop=crop, stride=stride, max_batch=self.window_batch)
+            scores = sliding_window(
+                self.window_scores, x, crop=crop, stride=stride, max_batch=self.window_batch
+            )
         else:
             scores = self.window_scores(x)
-        scores = F.interpolate(scores, size=tuple(ori_shape), mode="bilinear", align_corners=False)[0]
-        probs = torch.softmax(self.protocol["logit_scale"] * scores, dim=0)  # (P, H, W)
+        scores = F.interpolate(scores, size=tuple(ori_shape), mode="bilinear", align_corners=False)
+        if self.protocol.get("pamr_steps"):
+            rgb = F.interpolate(x, size=tuple(ori_shape), mode="bilinear", align_corners=False)
+            scores = pamr(rgb, scores, steps=int(self.protocol["pamr_steps"]))
+        probs = torch.softmax(self.protocol["logit_scale"] * scores[0], dim=0)  # (P, H, W)
         class_probs = probs.new_full((self.n_classes, *probs.shape[1:]), -1.0)
         class_probs = class_probs.index_reduce_(0, self.prompt_to_class, probs, "amax")
         best, labels = class_probs.max(dim=0)
-        thd = self.protocol.get("prob_thd_by_dataset", {}).get(self.dataset_name, self.protocol.get("prob_thd", 0.0))
+        thd = self.protocol.get("prob_thd_by_dataset", {}).get(
+            self.dataset_name, self.protocol.get("prob_thd", 0.0)
+        )
         if thd:
             labels[best < thd] = 0
         return labels

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Benchmarks that print figures (never timed assertions in tests).
 
-    python scripts/bench.py core [--repeats 5] [--device cpu]
-        seconds per image of the whole paper-protocol pipeline vs the bare open_clip image encoder on the
-        same input (ViT-B/16-sized random weights, 224 and 336), and torch-vs-sklearn DBSCAN time at
-        N = 196, 441, 1024.
+python scripts/bench.py core [--repeats 5] [--device cpu]
+    seconds per image of the whole paper-protocol pipeline vs the bare open_clip image encoder on the
+    same input (ViT-B/16-sized random weights, 224 and 336), and torch-vs-sklearn DBSCAN time at
+    N = 196, 441, 1024.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ def bench_core(repeats: int, device: str) -> None:
     names = [f"class {i}" for i in range(20)] + ["background"]
     text = pred.text_classifier(names)
     image, gt = scene()
-    print(f"\n== core: ViT-B/16-sized random weights, {device}, {torch.get_num_threads()} threads, "
-          f"batch 1, median of {repeats} ==")
+    print(
+        f"\n== core: ViT-B/16-sized random weights, {device}, {torch.get_num_threads()} threads, "
+        f"batch 1, median of {repeats} =="
+    )
     print(f"{'S':>5} {'pipeline s/img':>15} {'bare encoder s/img':>19} {'ratio':>7}")
     for size in (224, 336):
         eps, min_samples = dbscan_settings(size)
@@ -71,8 +73,11 @@ def bench_core(repeats: int, device: str) -> None:
             confusion_matrix(g, out.pred[0].cpu().numpy(), 21)
 
         # open_clip's own encoder at this size (positional table resized once by open_clip)
-        visual = clip.model.visual if size == 224 else open_clip.create_model(
-            "ViT-B-16", force_image_size=size, device=device).eval().visual
+        visual = (
+            clip.model.visual
+            if size == 224
+            else open_clip.create_model("ViT-B-16", force_image_size=size, device=device).eval().visual
+        )
 
         def bare(x=x, visual=visual) -> None:
             with torch.no_grad():

@@ -50,6 +50,12 @@ def tiny_clip(tiny_arch) -> LoadedClip:
 
 
 @pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """The golden reference directory ($CLIPTRASE_GOLDEN_DIR, default ../shared/golden)."""
+    return GOLDEN_DIR
+
+
+@pytest.fixture(scope="session")
 def golden_clip() -> LoadedClip:
     """The golden tiny CLIP (12 blocks, width 128, 2 heads), loaded from its OpenAI-format state dict."""
     weights = GOLDEN_DIR / "tiny_clip_openai_seed0.pt"

@@ -28,8 +28,17 @@ from cliptrase.config import register_configs, validate
 logger = logging.getLogger("cliptrase.eval")
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-HASH_EXCLUDE = ("paths", "hydra", "results", "save_predictions", "num_workers", "device", "experiment_name",
-                "window_batch", "batch_size")
+HASH_EXCLUDE = (
+    "paths",
+    "hydra",
+    "results",
+    "save_predictions",
+    "num_workers",
+    "device",
+    "experiment_name",
+    "window_batch",
+    "batch_size",
+)
 """Keys that do not change the numbers and therefore not the config hash."""
 
 
@@ -76,8 +85,10 @@ def pipeline(dataset_cfg: Any, protocol_cfg: Any, n_foreground: int | None) -> t
             overrides["reduce_zero_label"] = False  # the rule maps raw labels to the authors' encoding
         if suffix:
             overrides["seg_map_suffix"] = suffix
-        steps = [*load, dict(type="PaperResizeCrop", size=protocol_cfg.image_size, rule=rule,
-                             background=n_foreground)]
+        steps = [
+            *load,
+            dict(type="PaperResizeCrop", size=protocol_cfg.image_size, rule=rule, background=n_foreground),
+        ]
         return [*steps, dict(type="PackSegInputs", meta_keys=(*meta, "paper_scored"))], overrides
     short = protocol_cfg.short_side_by_dataset.get(dataset_cfg.name, protocol_cfg.short_side)
     resize = dict(type="Resize", scale=(2048, short), keep_ratio=True)
@@ -102,7 +113,9 @@ def row_label(cfg: DictConfig) -> str:
         overrides = [o for o in HydraConfig.get().overrides.task if o.startswith("method.")]
     except ValueError:  # not running under Hydra (tests calling run() directly)
         overrides = []
-    return label + (" | " + ",".join(o.removeprefix("method.") for o in sorted(overrides)) if overrides else "")
+    return label + (
+        " | " + ",".join(o.removeprefix("method.") for o in sorted(overrides)) if overrides else ""
+    )
 
 
 def _check_writable(path: Path) -> None:
@@ -112,8 +125,9 @@ def _check_writable(path: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"results directory {path} is not writable ({exc.strerror}); set "
-                              "paths.results_dir=<writable dir>") from None
+        raise PermissionError(
+            f"results directory {path} is not writable ({exc.strerror}); set paths.results_dir=<writable dir>"
+        ) from None
 
 
 def seed_everything(seed: int) -> None:
@@ -123,7 +137,7 @@ def seed_everything(seed: int) -> None:
     import numpy as np
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (libraries draw from numpy's global RNG)
     torch.manual_seed(seed)
 
 
@@ -157,8 +171,9 @@ def run(cfg: DictConfig) -> dict | None:
         per_class={k: v for k, v in per_class.items() if k != "class_names"},
         config=OmegaConf.to_container(cfg, resolve=True),
         config_hash=digest,
-        provenance=collect_provenance(device=device, n_images=n_images, wall_time_s=time.perf_counter() - t0,
-                                      started_at=started),
+        provenance=collect_provenance(
+            device=device, n_images=n_images, wall_time_s=time.perf_counter() - t0, started_at=started
+        ),
     )
     path = write_record(record, out_dir, overwrite=bool(cfg.results.overwrite))
     logger.info("%s: %s -> %s", run_name, {k: v for k, v in metrics.items()}, path)
@@ -166,7 +181,11 @@ def run(cfg: DictConfig) -> dict | None:
 
 
 def evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
-    """Build dataset, segmentor and metric; run mmengine's test loop. Returns metrics, per-class, n, device."""
+    """Build dataset, segmentor and metric; run mmengine's test loop.
+
+    Returns:
+        Summary metrics, per-class lists, number of images, device name.
+    """
     from mmengine.registry import DefaultScope
 
     # Names in pipelines and configs resolve in cliptrase's registries (children of mmseg's).
@@ -192,25 +211,31 @@ def _evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
             overrides[key] = getattr(ds_cfg, key)
     dataset = build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
     device = resolve_device(cfg.device)
-    segmentor = MODELS.build(dict(
-        type="CLIPtraseSegmentor",
-        model=OmegaConf.to_container(cfg.model),
-        method=OmegaConf.to_container(cfg.method),
-        protocol=OmegaConf.to_container(cfg.protocol),
-        prompts=voc["prompts"],
-        prompt_to_class=voc["prompt_to_class"],
-        n_classes=voc["n_classes"],
-        n_foreground=voc["n_foreground"],
-        cls_product=voc["cls_product"],
-        dataset_name=ds_cfg.name,
-        device=str(device),
-        window_batch=cfg.window_batch,
-    ))
+    segmentor = MODELS.build(
+        dict(
+            type="CLIPtraseSegmentor",
+            model=OmegaConf.to_container(cfg.model),
+            method=OmegaConf.to_container(cfg.method),
+            protocol=OmegaConf.to_container(cfg.protocol),
+            prompts=voc["prompts"],
+            prompt_to_class=voc["prompt_to_class"],
+            n_classes=voc["n_classes"],
+            n_foreground=voc["n_foreground"],
+            cls_product=voc["cls_product"],
+            dataset_name=ds_cfg.name,
+            device=str(device),
+            window_batch=cfg.window_batch,
+        )
+    )
     if proto_cfg.metric == "paper_scores":
         evaluator = dict(type="PaperMetric", num_classes=voc["n_classes"], class_names=voc["class_names"])
     else:
         evaluator = dict(type="IoUMetricPerClass", iou_metrics=["mIoU"], ignore_index=dataset.ignore_index)
-    work_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.paths.results_dir)
+    work_dir = (
+        Path(HydraConfig.get().runtime.output_dir)
+        if HydraConfig.initialized()
+        else Path(cfg.paths.results_dir)
+    )
     runner = Runner(
         model=segmentor,
         work_dir=str(work_dir / "mmengine"),
@@ -241,8 +266,11 @@ def _split_metrics(metrics: dict, class_names: list[str], definition: str) -> tu
         per_class = {"class_names": class_names, "IoU": list(metrics["per_class_IoU"])}
         return summary, per_class
     summary = {k: float(metrics[k]) for k in ("aAcc", "mIoU", "mAcc")}
-    return summary, {"class_names": class_names, "IoU": list(metrics["per_class_IoU"]),
-                     "Acc": list(metrics["per_class_Acc"])}
+    return summary, {
+        "class_names": class_names,
+        "IoU": list(metrics["per_class_IoU"]),
+        "Acc": list(metrics["per_class_Acc"]),
+    }
 
 
 def write_tables(experiment_dir: Path) -> None:

@@ -87,11 +87,13 @@ def palette(n: int) -> np.ndarray:
 def render_overlay(image: Image.Image, labels: np.ndarray, names: list[str]) -> Image.Image:
     """Image blended with the label colours, plus a legend of the classes present."""
     colours = palette(len(names))
-    blended = (np.asarray(image, dtype=np.float32) * (1 - OVERLAY_ALPHA) + colours[labels] * OVERLAY_ALPHA)
+    blended = np.asarray(image, dtype=np.float32) * (1 - OVERLAY_ALPHA) + colours[labels] * OVERLAY_ALPHA
     canvas_img = Image.fromarray(blended.astype(np.uint8))
     present = [int(c) for c in np.unique(labels)]
     row_h, legend_w = 18, 12 + 8 * max(len(names[c]) for c in present) + 24
-    canvas = Image.new("RGB", (canvas_img.width + legend_w, max(canvas_img.height, row_h * len(present) + 8)), "white")
+    canvas = Image.new(
+        "RGB", (canvas_img.width + legend_w, max(canvas_img.height, row_h * len(present) + 8)), "white"
+    )
     canvas.paste(canvas_img, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for row, c in enumerate(present):
@@ -118,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
         clip = load_clip(args.model, args.pretrained, device=device)
     predictor = CLIPtrasePredictor(clip)
     size = input_size((image.height, image.width), args.size, predictor.encoder.patch_size[0])
-    x = TF.normalize(TF.to_tensor(TF.resize(image, list(size), InterpolationMode.BICUBIC)), clip.mean, clip.std)
+    x = TF.normalize(
+        TF.to_tensor(TF.resize(image, list(size), InterpolationMode.BICUBIC)), clip.mean, clip.std
+    )
     out = predictor(x[None], predictor.text_classifier(names), opts)
     labels = out.pred[0, None, None].float()
     labels = torch.nn.functional.interpolate(labels, size=(image.height, image.width), mode="nearest")

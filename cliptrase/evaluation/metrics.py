@@ -45,8 +45,11 @@ class PaperMetric(BaseMetric):
     def compute_metrics(self, results: list) -> dict:
         hist = np.sum(results, axis=0) if results else np.zeros((self.num_classes,) * 2, dtype=np.int64)
         scores = paper_scores(hist)
-        logger.info("paper metric over %d scored images: %s", len(results),
-                    {k: v for k, v in scores.items() if k != "per_class_IoU"})
+        logger.info(
+            "paper metric over %d scored images: %s",
+            len(results),
+            {k: v for k, v in scores.items() if k != "per_class_IoU"},
+        )
         return scores
 
 

@@ -34,7 +34,7 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, n_class: int) -> np.ndarr
 
 
 def paper_scores(hist: np.ndarray) -> dict[str, float]:
-    """pAcc, mAcc, fwIoU, mIoU (percent, 2 dp) and per-class IoU of a confusion matrix, authors' definition."""
+    """pAcc, mAcc, fwIoU, mIoU (percent, 2 dp) and per-class IoU of a confusion matrix (authors' formulas)."""
     hist = hist.astype(np.float64)
     diag = np.diag(hist)
     rows, cols = hist.sum(axis=1), hist.sum(axis=0)

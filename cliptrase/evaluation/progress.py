@@ -43,11 +43,18 @@ class ProgressHook(Hook):
             self._last = now
             rate = self.done / max(now - self._t0, 1e-9)
             eta = (self.total - self.done) / max(rate, 1e-9)
-            logger.info("%s: %d/%d images, %.2f img/s, ETA %.0f s", self.desc, self.done, self.total, rate, eta)
+            logger.info(
+                "%s: %d/%d images, %.2f img/s, ETA %.0f s", self.desc, self.done, self.total, rate, eta
+            )
 
     def after_test(self, runner) -> None:
         if self._bar is not None:
             self._bar.close()
         elapsed = time.perf_counter() - self._t0
-        logger.info("%s: %d images in %.1f s (%.2f img/s)", self.desc, self.done, elapsed,
-                    self.done / max(elapsed, 1e-9))
+        logger.info(
+            "%s: %d images in %.1f s (%.2f img/s)",
+            self.desc,
+            self.done,
+            elapsed,
+            self.done / max(elapsed, 1e-9),
+        )

@@ -25,7 +25,9 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, size) - crop, 0) for i in range(n)]
 
 
-def window_boxes(hw: tuple[int, int], crop: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def window_boxes(
+    hw: tuple[int, int], crop: tuple[int, int], stride: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
     """(y1, y2, x1, x2) of every window over an image of size ``hw``."""
     h, w = hw
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -27,3 +28,20 @@ def qkv_cosine_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """
     per_head = (_cosine_gram(q) + _cosine_gram(k) + _cosine_gram(v)) / 3
     return per_head.sum(dim=1) / per_head.shape[1]
+
+
+def attention_map_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Ablation: the block's plain attention map ``softmax(q kᵀ / sqrt(d))`` averaged over heads.
+
+    The correlation CLIPtrase replaces (method.md §7: the [CLS] and patch attention maps of Fig. 1),
+    offered as a switch so its contribution can be measured. ``v`` is unused.
+
+    Returns:
+        (B, L, L), rows sum to 1.
+    """
+    scale = q.shape[-1] ** -0.5
+    return torch.softmax(scale * q @ k.transpose(-2, -1), dim=-1).mean(dim=1)
+
+
+CORRELATIONS = {"qkv_cosine": qkv_cosine_correlation, "attention": attention_map_correlation}
+"""Correlation sources selectable by ``method.correlation``."""

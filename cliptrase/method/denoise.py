@@ -1,4 +1,4 @@
-""""Global patch" denoising of the correlation matrix (method.md §4 Step F)."""
+""" "Global patch" denoising of the correlation matrix (method.md §4 Step F)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ by name in :data:`ATTENTION`, so a block's rule is data, not a code path (style.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,3 +39,96 @@ def cliptrase_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_h
     """
     attn = _affinity(q, q, scale) + _affinity(k, k, scale) + _affinity(v, v, scale)
     return attn @ v
+
+
+@ATTENTION.register("maskclip")
+def maskclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
+    """MaskCLIP: identity attention, each token attends only to itself, so the output is ``v``.
+
+    protocols.md §2: ClearCLIP's harness implements MaskCLIP as a mask of −inf off the diagonal and 0 on
+    it, whose softmax is the identity matrix, so ``A·v = v`` exactly
+    (``mc-lan/ClearCLIP:open_clip/transformer.py``, ``custom_attn`` with ``model_type='MaskCLIP'``).
+    ``q`` and ``k`` are unused.
+    """
+    return v
+
+
+@ATTENTION.register("sclip")
+def sclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
+    """SCLIP correlative self-attention: ``A = softmax(s·qqᵀ) + softmax(s·kkᵀ)``, a *sum* (rows sum to 2).
+
+    protocols.md §2, mirroring ``wangf3014/SCLIP:clip/model.py`` ``custom_attn`` with ``csa=True``. Computed
+    as two fused attention calls, ``softmax(s·qqᵀ)v + softmax(s·kkᵀ)v``, which equals ``A·v``.
+    """
+    return F.scaled_dot_product_attention(q, q, v, scale=scale) + F.scaled_dot_product_attention(
+        k, k, v, scale=scale
+    )
+
+
+@ATTENTION.register("clearclip")
+def clearclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
+    """ClearCLIP query–query attention: ``A = softmax(s·qqᵀ)``.
+
+    protocols.md §2, mirroring ``mc-lan/ClearCLIP:open_clip/transformer.py`` ``custom_attn`` with
+    ``model_type='ClearCLIP'``. ``k`` is unused.
+    """
+    return F.scaled_dot_product_attention(q, q, v, scale=scale)
+
+
+@functools.lru_cache(maxsize=32)
+def neighbourhood_bias(
+    grid_hw: tuple[int, int], sigma: float, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """NACLIP's Gaussian neighbourhood term Ω, shape (1 + h·w, 1 + h·w), built once per key.
+
+    protocols.md §2: for patch tokens i, j at grid positions (r, c) (row-major, [CLS] at index 0),
+    ``Ω_ij = exp(−((r_i − r_j)² + (c_i − c_j)²) / (2σ²))``; the [CLS] row and column are 0. NACLIP builds
+    the same matrix by convolving one-hot grid maps with a (2h−1)×(2w−1) Gaussian window (zero "same"
+    padding); the closed form used here gives the same values without the convolution. Computed in float64,
+    then cast.
+
+    The returned tensor is shared between callers through the cache: never modify it in place.
+
+    Args:
+        grid_hw: patch grid (h, w).
+        sigma: Gaussian standard deviation in patches (NACLIP's ``gaussian_std``).
+        device: device of the result.
+        dtype: dtype of the result (that of the attention logits it is added to).
+    """
+    if not sigma > 0:
+        raise ValueError(f"gaussian_std must be > 0, got {sigma}")
+    h, w = grid_hw
+    rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w)
+    cols = torch.arange(w, dtype=torch.float64).repeat(h)
+    dist2 = (rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2
+    omega = torch.zeros(1 + h * w, 1 + h * w, dtype=torch.float64)
+    omega[1:, 1:] = torch.exp(-dist2 / (2.0 * sigma**2))
+    return omega.to(device=device, dtype=dtype)
+
+
+@ATTENTION.register("naclip")
+def naclip_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int], gaussian_std: float = 5.0
+) -> Tensor:
+    """NACLIP neighbourhood attention: ``A = softmax(s·kkᵀ + Ω)``, Ω added unscaled before the softmax.
+
+    protocols.md §2 (default ``attn_strategy='naclip'``), mirroring ``sinahmr/NACLIP:clip/model.py``: key–key
+    affinities plus the Gaussian neighbourhood term of :func:`neighbourhood_bias` (σ = ``gaussian_std``,
+    NACLIP's default 5.0). ``q`` is unused.
+
+    Raises:
+        ValueError: when the token count is not ``1 + h·w`` for ``grid_hw``.
+    """
+    h, w = grid_hw
+    if k.shape[-2] != 1 + h * w:
+        raise ValueError(f"naclip: {k.shape[-2]} tokens do not match 1 + {h}x{w} patches of grid {grid_hw}")
+    omega = neighbourhood_bias((int(h), int(w)), float(gaussian_std), k.device, k.dtype)
+    return F.scaled_dot_product_attention(k, k, v, attn_mask=omega, scale=scale)
+
+
+@ATTENTION.register("cliptrase_mean")
+def cliptrase_mean_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]
+) -> Tensor:
+    """Ablation of :func:`cliptrase_attention`: the *mean* of the three softmaxes (rows sum to 1)."""
+    return cliptrase_attention(q, k, v, scale=scale, grid_hw=grid_hw) / 3

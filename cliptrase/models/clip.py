@@ -110,7 +110,8 @@ def load_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     missing = [k for k in _OPENAI_REQUIRED_KEYS if k not in obj]
     if missing:
         raise ValueError(
-            f"weights file {path} is not an OpenAI-format CLIP ViT state dict (missing keys: {', '.join(missing)})"
+            f"weights file {path} is not an OpenAI-format CLIP ViT state dict "
+            f"(missing keys: {', '.join(missing)})"
         )
     return obj
 
@@ -138,14 +139,16 @@ def load_clip(
     if weights is not None:
         return _load_from_file(weights, device)
     if name is None:
-        raise ValueError("model: give an open_clip name (model.name=ViT-B-16) or a weights file (model.weights=FILE)")
+        raise ValueError(
+            "model: give an open_clip name (model.name=ViT-B-16) or a weights file (model.weights=FILE)"
+        )
     _check_model_name(name)
     is_random = pretrained in (None, RANDOM)
     if not is_random:
         _check_pretrained_tag(name, pretrained)
     else:
         logger.warning("model %s has RANDOM weights (pretrained=%s): outputs are meaningless", name, RANDOM)
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model, _, _ = open_clip.create_model_and_transforms(
         name, pretrained=None if is_random else pretrained, device=device, cache_dir=cache_dir
     )
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}

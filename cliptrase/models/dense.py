@@ -177,7 +177,9 @@ def _check_supported(visual: nn.Module) -> None:
     for blk in visual.transformer.resblocks:
         attn = blk.attn
         if getattr(attn, "scaled_cosine", False) or getattr(attn, "scale_heads", False):
-            raise ValueError("open_clip blocks with scaled-cosine attention or head scaling are not supported")
+            raise ValueError(
+                "open_clip blocks with scaled-cosine attention or head scaling are not supported"
+            )
         if getattr(attn, "in_proj_weight", None) is None:
             raise ValueError(f"attention module {type(attn).__name__} has no fused in_proj_weight")
 
@@ -221,7 +223,9 @@ class DenseEncoder:
         """Patch embedding + [CLS] + positional table + ``ln_pre``: (B, 3, H, W) -> (B, 1 + N, D)."""
         ph, pw = self.patch_size
         if images.shape[-2] % ph or images.shape[-1] % pw:
-            raise ValueError(f"input {tuple(images.shape[-2:])} is not divisible by the patch size {(ph, pw)}")
+            raise ValueError(
+                f"input {tuple(images.shape[-2:])} is not divisible by the patch size {(ph, pw)}"
+            )
         x = self.visual.conv1(images)
         grid_hw = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2)

@@ -47,7 +47,9 @@ def cache_dir() -> Path:
 
 
 def _has_builtin_text_tower(model: nn.Module) -> bool:
-    return all(hasattr(model, a) for a in ("token_embedding", "positional_embedding", "transformer", "ln_final"))
+    return all(
+        hasattr(model, a) for a in ("token_embedding", "positional_embedding", "transformer", "ln_final")
+    )
 
 
 def encode_text_truncated(model: nn.Module, tokens: Tensor) -> Tensor:
@@ -74,7 +76,11 @@ def encode_text_truncated(model: nn.Module, tokens: Tensor) -> Tensor:
     x = model.transformer(x, attn_mask=mask)
     x = model.ln_final(x)
     x = x[torch.arange(x.shape[0], device=x.device), eot]
-    return x @ model.text_projection if not isinstance(model.text_projection, nn.Linear) else model.text_projection(x)
+    return (
+        x @ model.text_projection
+        if not isinstance(model.text_projection, nn.Linear)
+        else model.text_projection(x)
+    )
 
 
 @torch.no_grad()

@@ -27,15 +27,30 @@ DBSCAN_BY_SIZE: dict[int, tuple[float, int]] = {224: (0.7, 3), 336: (1.1, 7)}
 """(eps, min_samples) of the authors' script per input side S (``clip_self_correlation.py:233-234``)."""
 
 
-def dbscan_settings(size: int) -> tuple[float, int]:
-    """The authors' (eps, min_samples) for side ``size``; other sizes must set them explicitly."""
-    try:
+def dbscan_settings(size: int, grid: int | None = None) -> tuple[float, int]:
+    """(eps, min_samples) for input side ``size`` with a ``grid`` x ``grid`` patch grid.
+
+    The authors key their settings by S (224 -> 0.7 / 3, 336 -> 1.1 / 7, for 14 x 14 and 21 x 21 grids of
+    ViT-B/16), and so does this function for those two sizes, whatever the patch size (what their script
+    would do). For any other size the documented rule extrapolates their two points linearly in the grid
+    side g, since the rows DBSCAN compares have g² entries and their distances grow about like g:
+    ``eps = 0.7 + (g - 14) * 0.4 / 7`` and ``min_samples = round(3 + (g - 14) * 4 / 7)`` (at least 1).
+    Set ``method.eps`` / ``method.min_samples`` to override.
+
+    Raises:
+        ValueError: a size outside the table without a grid to apply the rule to.
+    """
+    if size in DBSCAN_BY_SIZE:
         return DBSCAN_BY_SIZE[size]
-    except KeyError:
+    if grid is None:
         raise ValueError(
             f"the paper protocol defines DBSCAN settings for S in {sorted(DBSCAN_BY_SIZE)}, not {size}; "
             "set method.eps and method.min_samples explicitly"
-        ) from None
+        )
+    eps = 0.7 + (grid - 14) * 0.4 / 7
+    if eps <= 0:
+        raise ValueError(f"no DBSCAN eps rule for a {grid} x {grid} grid; set method.eps explicitly")
+    return round(eps, 4), max(1, round(3 + (grid - 14) * 4 / 7))
 
 
 @dataclass(frozen=True)
@@ -96,11 +111,16 @@ def paper_dataset(key: str) -> PaperDataset:
     if names is None:
         raise FileNotFoundError(f"package vocabulary cliptrase/data/class_names/paper/{key}.txt is missing")
     return PaperDataset(
-        key=key, class_names=names, background_names=_read_names(f"{key}.background.txt"), cls_product=key == "VOC20"
+        key=key,
+        class_names=names,
+        background_names=_read_names(f"{key}.background.txt"),
+        cls_product=key == "VOC20",
     )
 
 
-def preprocess_image(image: Image.Image, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def preprocess_image(
+    image: Image.Image, size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
     """``Resize(S, BICUBIC)`` → ``CenterCrop(S)`` → RGB → ``ToTensor`` → ``Normalize`` (method.md §2.2).
 
     Returns:

@@ -56,7 +56,9 @@ class PaperResizeCrop(BaseTransform):
         if "gt_seg_map" in results:
             gt = to_paper_gt(np.asarray(results["gt_seg_map"]).astype(np.int64), self.rule)
             pil = Image.fromarray(gt.astype(np.int32), mode="I")  # nearest resize only selects pixels
-            pil = TF.center_crop(TF.resize(pil, self.size, interpolation=InterpolationMode.NEAREST), self.size)
+            pil = TF.center_crop(
+                TF.resize(pil, self.size, interpolation=InterpolationMode.NEAREST), self.size
+            )
             gt16 = np.asarray(pil).astype(np.int16)
             results["paper_scored"] = is_scored(gt16)
             if self.background is not None:

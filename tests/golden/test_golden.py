@@ -98,7 +98,10 @@ def _run(name: str) -> dict:
     )
     n = case["n_images"]
     inputs = torch.stack(
-        [preprocess_image(Image.fromarray(z[f"{i}/image"]), size, pred.clip.mean, pred.clip.std) for i in range(n)]
+        [
+            preprocess_image(Image.fromarray(z[f"{i}/image"]), size, pred.clip.mean, pred.clip.std)
+            for i in range(n)
+        ]
     )
     text = pred.text_classifier(ds.prompts)
     features = pred.encode(inputs, opts)
@@ -147,7 +150,9 @@ def test_per_image_arrays(name, capsys):
         _close(run["features"][i], z[f"{i}/features"], ATOL_FEATURES, f"{tag} features")
         _close(out.corr[i], z[f"{i}/w11"], ATOL_FEATURES, f"{tag} w11")
         _close(out.dbscan_in[i], z[f"{i}/dbscan_in"], ATOL_FEATURES, f"{tag} dbscan_in")
-        np.testing.assert_array_equal(out.labels[i].cpu().numpy(), z[f"{i}/dbscan_labels"], err_msg=f"{tag} labels")
+        np.testing.assert_array_equal(
+            out.labels[i].cpu().numpy(), z[f"{i}/dbscan_labels"], err_msg=f"{tag} labels"
+        )
         assert run["gts"][i].dtype == z[f"{i}/gt_crop"].dtype
         np.testing.assert_array_equal(run["gts"][i], z[f"{i}/gt_crop"], err_msg=f"{tag} gt_crop")
         ours, ref = out.pred[i].cpu().numpy(), z[f"{i}/pred"]

@@ -102,17 +102,19 @@ def test_harness_reproduces_golden_metrics(name, tmp_path):
     with np.load(GOLDEN_DIR / f"{name}.npz") as z:
         arrays = {k: z[k] for k in z.files}
     dataset = _write_case(case, arrays, tmp_path / "data")
-    cfg = compose_cfg([
-        f"dataset={dataset}",
-        f"protocol=paper{case['image_size']}",
-        "model=weights_file",
-        f"model.weights={weights}",
-        "+dataset.img_suffix=.png",
-        f"paths.data_root={tmp_path / 'data'}",
-        f"paths.results_dir={tmp_path / 'results'}",
-        "experiment_name=golden",
-        "batch_size=2",
-    ])
+    cfg = compose_cfg(
+        [
+            f"dataset={dataset}",
+            f"protocol=paper{case['image_size']}",
+            "model=weights_file",
+            f"model.weights={weights}",
+            "+dataset.img_suffix=.png",
+            f"paths.data_root={tmp_path / 'data'}",
+            f"paths.results_dir={tmp_path / 'results'}",
+            "experiment_name=golden",
+            "batch_size=2",
+        ]
+    )
     metrics = run(cfg)
     for key, ref in case["metrics"].items():
         assert metrics[key] == pytest.approx(ref, abs=1e-9), f"{name} {key}: {metrics[key]} != {ref}"
@@ -153,7 +155,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         compose_cfg([*base, "method=nope"])
     with pytest.raises(Exception, match="epsx"):
         compose_cfg([*base, "method.epsx=0.5"])
-    with pytest.raises(ValueError, match="method.eps must be > 0"):
+    with pytest.raises(ValueError, match=r"method\.eps must be > 0"):
         run(compose_cfg([*base, "method.eps=-1"]))
     missing = compose_cfg([*base, "dataset=voc21", f"paths.data_root={tmp_path / 'nothing'}"])
     with pytest.raises((FileNotFoundError, ValueError), match="cliptrase data"):
@@ -173,8 +175,14 @@ def test_unwritable_results_dir(tmp_path):
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cliptrase.eval", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "cliptrase.eval", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
 
 
 def test_multirun_table_and_resume(tmp_path, tiny_clip):
@@ -192,9 +200,17 @@ def test_multirun_table_and_resume(tmp_path, tiny_clip):
     voc.parent.mkdir(parents=True)
     os.symlink(demo, voc)
     env = {**os.environ, "CLIPTRASE_DATA": str(tmp_path / "data"), "CLIPTRASE_RESULTS": str(tmp_path / "res")}
-    args = ["-m", "model=weights_file", f"model.weights={weights_a},{weights_b}", "dataset=demo,voc20",
-            f"+dataset.data_root={demo}", "method.eps=0.6,0.8", "experiment_name=sweep", "max_images=2",
-            "hydra/job_logging=disabled"]
+    args = [
+        "-m",
+        "model=weights_file",
+        f"model.weights={weights_a},{weights_b}",
+        "dataset=demo,voc20",
+        f"+dataset.data_root={demo}",
+        "method.eps=0.6,0.8",
+        "experiment_name=sweep",
+        "max_images=2",
+        "hydra/job_logging=disabled",
+    ]
     args = [a for a in args if not a.startswith("+dataset.data_root")]  # demo finds its cache via env
     env["CLIPTRASE_CACHE"] = str(tmp_path / "cache")
     first = _cli(args, env)
@@ -208,10 +224,46 @@ def test_multirun_table_and_resume(tmp_path, tiny_clip):
     assert second.returncode == 0, second.stderr[-3000:]
     assert len(list((tmp_path / "res" / "sweep").glob("*/metrics.json"))) == 8
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the 3 finished runs were skipped
-    table = subprocess.run([sys.executable, "-m", "cliptrase.cli.table", str(tmp_path / "res" / "sweep")],
-                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    table = subprocess.run(
+        [sys.executable, "-m", "cliptrase.cli.table", str(tmp_path / "res" / "sweep")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert table.returncode == 0, table.stderr
     md = (tmp_path / "res" / "sweep" / "table.md").read_text()
     body = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(body) == 4, md  # 2 models x 2 eps rows, each with demo + voc20 cells
     assert all(line.count("|") >= 5 for line in body)
+
+
+def test_every_method_both_protocols_one_multirun(tmp_path):
+    """Every method x {paper, standard} on the demo dataset in one multirun; the table renders it."""
+    weights = _golden_weights()
+    methods = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml") if "_" not in p.stem)
+    env = {
+        **os.environ,
+        "CLIPTRASE_RESULTS": str(tmp_path / "res"),
+        "CLIPTRASE_CACHE": str(tmp_path / "cache"),
+    }
+    args = [
+        "-m",
+        "model=weights_file",
+        f"model.weights={weights}",
+        "dataset=demo",
+        f"method={','.join(methods)}",
+        "protocol=paper224,standard",
+        "experiment_name=all",
+        "max_images=1",
+        "hydra/job_logging=disabled",
+    ]
+    proc = _cli(args, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = list((tmp_path / "res" / "all").glob("*/metrics.json"))
+    assert len(records) == 2 * len(methods) >= 12
+    tables = sorted(p.name for p in (tmp_path / "res" / "all").glob("table_*.md"))
+    assert tables == ["table_mmseg_iou.md", "table_paper_scores.md"]  # never mixed in one table
+    for name in tables:
+        text = (tmp_path / "res" / "all" / name).read_text()
+        assert all(f"| {m} \\|" in text for m in methods), text

@@ -49,7 +49,10 @@ def test_qkv_cosine_correlation_matches_loops(rng):
         for h in range(3):
             for i in range(5):
                 for j in range(5):
-                    c = [torch.nn.functional.cosine_similarity(t[b, h, i], t[b, h, j], dim=0) for t in (q, k, v)]
+                    c = [
+                        torch.nn.functional.cosine_similarity(t[b, h, i], t[b, h, j], dim=0)
+                        for t in (q, k, v)
+                    ]
                     ref[b, i, j] += sum(c) / 3 / 3
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.diagonal(dim1=1, dim2=2), torch.ones(2, 5), atol=1e-6, rtol=0)
@@ -104,7 +107,9 @@ def test_mean_logits_vote(rng):
     out = mean_logits_vote(logits, regions, 3)
     for k in range(3):
         m = regions[0] == k
-        torch.testing.assert_close(out[0][:, m], logits[0][:, m].mean(1, keepdim=True).expand(-1, int(m.sum())))
+        torch.testing.assert_close(
+            out[0][:, m], logits[0][:, m].mean(1, keepdim=True).expand(-1, int(m.sum()))
+        )
 
 
 def test_collapse_background_and_cls_product():
@@ -174,5 +179,7 @@ def test_cls_product_multiplies_channels(golden_clip):
     prod = apply_cls_product(plain.logits, feats, text, pred.logit_scale)
     cls_logits = pred.logit_scale * feats.cls @ text.T
     torch.testing.assert_close(prod, plain.logits * cls_logits[:, :, None, None])
-    with_flag = cliptrase_segment(feats, text, pred.logit_scale, (224, 224), _opts(cluster=False, cls_product=True))
+    with_flag = cliptrase_segment(
+        feats, text, pred.logit_scale, (224, 224), _opts(cluster=False, cls_product=True)
+    )
     torch.testing.assert_close(with_flag.logits, prod)

@@ -52,7 +52,7 @@ def test_collected_qkv_match_block_input(tiny_clip, images):
             x = blk(x)
         blk = visual.transformer.resblocks[-2]
         qkv = F.linear(blk.ln_1(x), blk.attn.in_proj_weight, blk.attn.in_proj_bias)
-    q, k, v = feats.qkv[-2]
+    q = feats.qkv[-2][0]
     heads, hd = q.shape[1], q.shape[3]
     assert heads == 3
     ref_q = qkv[..., :96].reshape(2, -1, heads, hd).transpose(1, 2)
@@ -145,7 +145,9 @@ def test_unknown_model_name_lists_valid():
 
 
 def test_unknown_pretrained_tag_lists_valid():
-    with pytest.raises(ValueError, match=r"unknown pretrained tag 'nope' for 'ViT-B-16'; valid tags: .*openai"):
+    with pytest.raises(
+        ValueError, match=r"unknown pretrained tag 'nope' for 'ViT-B-16'; valid tags: .*openai"
+    ):
         load_clip("ViT-B-16", "nope")
 
 

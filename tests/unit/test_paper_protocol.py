@@ -37,7 +37,7 @@ def test_paper_scores_by_hand():
 
 
 def test_confusion_rejects_out_of_range_predictions():
-    with pytest.raises(ValueError, match="prediction labels must lie in 0..2"):
+    with pytest.raises(ValueError, match=r"prediction labels must lie in 0\.\.2"):
         confusion_matrix(np.array([0, 1]), np.array([0, 3]), 3)
 
 
@@ -63,8 +63,11 @@ def test_vocabulary_quirks_kept():
 def test_dbscan_settings():
     assert dbscan_settings(224) == (0.7, 3)
     assert dbscan_settings(336) == (1.1, 7)
-    with pytest.raises(ValueError, match="set method.eps"):
+    with pytest.raises(ValueError, match=r"set method\.eps"):
         dbscan_settings(448)
+    assert dbscan_settings(224, 16) == (0.7, 3)  # keyed by S, as the authors' script (ViT-L/14 at 224)
+    assert dbscan_settings(448, 28) == (1.5, 11)  # the documented linear rule in the grid side
+    assert dbscan_settings(560, 35)[1] == 15
 
 
 def test_uint16_gt_keeps_values_and_wraps_ignore():
