@@ -23,6 +23,9 @@ from cliptrase.models.text import cached_text_classifier, load_templates
 
 logger = logging.getLogger(__name__)
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Image-tower precisions; fp32 is the exact (golden) setting."""
+
 
 class CLIPtrasePredictor:
     """Runs CLIPtrase with a loaded CLIP (never modified).
@@ -32,6 +35,8 @@ class CLIPtrasePredictor:
         last_block: rule of the last block (CLIPtrase's by default; ``LastBlockSpec()`` = vanilla CLIP).
         pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
         templates: prompt template set name.
+        precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower; the
+            tokens, correlations and everything after them are cast back to fp32.
     """
 
     def __init__(
@@ -41,7 +46,11 @@ class CLIPtrasePredictor:
         last_block: LastBlockSpec = CLIPTRASE_LAST_BLOCK,
         pos_offset: float | None = PAPER_POS_OFFSET,
         templates: str = "imagenet80",
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.clip = clip
         self.last_block = last_block
         self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset)
@@ -75,7 +84,14 @@ class CLIPtrasePredictor:
     def encode(self, images: Tensor, opts: CLIPtraseOptions) -> DenseFeatures:
         """Dense features of the CLIPtrase-modified tower for (B, 3, H, W) normalised images."""
         collect = (opts.correlation_block,) if opts.cluster else ()
-        return self.encoder(images.to(self.device), self.last_block, collect=collect)
+        images = images.to(self.device)
+        if self.precision == "fp32":
+            return self.encoder(images, self.last_block, collect=collect)
+        with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
+            feats = self.encoder(images, self.last_block, collect=collect)
+        feats.tokens = torch.nn.functional.normalize(feats.tokens.float(), dim=-1)
+        feats.qkv = {k: tuple(t.float() for t in v) for k, v in feats.qkv.items()}
+        return feats
 
     @torch.no_grad()
     def segment(

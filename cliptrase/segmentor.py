@@ -134,6 +134,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         dataset_name: used for per-dataset protocol settings.
         device: ``auto``, ``cpu`` or ``cuda``.
         window_batch: windows per forward pass in slide mode.
+        precision: image-tower precision, ``fp32`` (exact), ``bf16`` or ``fp16``.
     """
 
     def __init__(
@@ -149,6 +150,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         dataset_name: str = "",
         device: str = "auto",
         window_batch: int = 16,
+        precision: str = "fp32",
         data_preprocessor: dict | None = None,
     ) -> None:
         device_t = resolve_device(device)
@@ -162,7 +164,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.is_paper = self.protocol["kind"] == "paper"
         last_block = last_block_spec(method)
         self.predictor = CLIPtrasePredictor(
-            clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset")
+            clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset"), precision=precision
         )
         self.clip_model = clip.model  # registered as a submodule so .to(device) and eval() reach it
         self.prompts = list(prompts)

@@ -225,6 +225,7 @@ def _evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
             dataset_name=ds_cfg.name,
             device=str(device),
             window_batch=cfg.window_batch,
+            precision=cfg.precision,
         )
     )
     if proto_cfg.metric == "paper_scores":

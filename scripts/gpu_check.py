@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""GPU check for a lent GPU machine (< 5 minutes): CUDA outputs equal CPU outputs on every golden case
+(fp32), CUDA DBSCAN equals scikit-learn, then the core benchmark on the GPU. Exits non-zero on a mismatch.
+
+Uses only the core (open_clip + torch + scikit-learn + scipy), not mmseg, so it runs on a machine where
+only those are installed. ``scripts/gpu_check.sh`` is the entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cliptrase.method.cliptrase import CLIPtraseOptions
+from cliptrase.method.cluster import dbscan
+from cliptrase.models.clip import load_clip
+from cliptrase.predictor import CLIPtrasePredictor
+from cliptrase.protocols.paper import dbscan_settings, paper_dataset, preprocess_image
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+
+
+def check_golden() -> bool:
+    index = json.loads((GOLDEN / "cases.json").read_text())
+    cpu = CLIPtrasePredictor(load_clip(weights=GOLDEN / index["weights"]))
+    gpu = CLIPtrasePredictor(load_clip(weights=GOLDEN / index["weights"], device="cuda"))
+    ok = True
+    for name, case in sorted(index["cases"].items()):
+        ds = paper_dataset(case["dataset_key"])
+        eps, ms = dbscan_settings(case["image_size"])
+        opts = CLIPtraseOptions(
+            eps=eps,
+            min_samples=ms,
+            cls_product=ds.cls_product,
+            n_foreground=ds.n_foreground if ds.has_background else None,
+        )
+        with np.load(GOLDEN / f"{name}.npz") as z:
+            x = torch.stack(
+                [
+                    preprocess_image(
+                        Image.fromarray(z[f"{i}/image"]), case["image_size"], cpu.clip.mean, cpu.clip.std
+                    )
+                    for i in range(case["n_images"])
+                ]
+            )
+            ref_pred = np.stack([z[f"{i}/pred"] for i in range(case["n_images"])])
+        a = cpu(x, cpu.text_classifier(ds.prompts), opts)
+        b = gpu(x, gpu.text_classifier(ds.prompts), opts)
+        err = max(
+            float((a.corr - b.corr.cpu()).abs().max()), float((a.dbscan_in - b.dbscan_in.cpu()).abs().max())
+        )
+        same_labels = torch.equal(a.labels, b.labels.cpu())
+        differ = int((b.pred.cpu().numpy() != ref_pred).sum())
+        good = err <= 1e-4 and same_labels and differ <= 1e-3 * ref_pred.size
+        ok &= good
+        print(
+            f"{name}: max |cpu-gpu| {err:.2e}, labels equal {same_labels}, pred differs from golden on "
+            f"{differ}/{ref_pred.size} px -> {'OK' if good else 'MISMATCH'}"
+        )
+    return ok
+
+
+def check_dbscan() -> bool:
+    rng = np.random.default_rng(0)
+    ok = True
+    for n, (eps, ms) in ((196, (0.7, 3)), (441, (1.1, 7)), (1024, (1.1, 7))):
+        centres = rng.uniform(0, 0.6, (8, n))
+        x = np.clip(centres[rng.integers(0, 8, (4, n))] + rng.normal(0, 0.05, (4, n, n)), 0, None)
+        xt = torch.from_numpy(x.astype(np.float32))
+        same = torch.equal(dbscan(xt.cuda(), eps, ms).cpu(), dbscan(xt, eps, ms, backend="sklearn"))
+        ok &= same
+        print(f"DBSCAN N={n} x4 images: CUDA == sklearn: {same}")
+    return ok
+
+
+if __name__ == "__main__":
+    if not torch.cuda.is_available():
+        sys.exit("CUDA is not available on this machine")
+    torch.set_grad_enabled(False)
+    print(torch.cuda.get_device_name(), torch.__version__)
+    ok = check_golden() & check_dbscan()
+    sys.exit(0 if ok else 1)
