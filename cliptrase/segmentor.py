@@ -30,7 +30,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor
 
-from cliptrase.inference.sliding import sliding_window
+from cliptrase.inference.sliding import sliding_window_list
 from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.pamr import pamr
 from cliptrase.models.clip import load_clip
@@ -191,9 +191,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
             if self.is_paper:
                 labels = self._predict_paper(inputs)
             else:
-                labels = [
-                    self._predict_standard(x, s.metainfo["ori_shape"]) for x, s in zip(inputs, data_samples)
-                ]
+                labels = self._predict_standard(list(inputs), [s.metainfo["ori_shape"] for s in data_samples])
         for label, sample in zip(labels, data_samples):
             sample.set_data({"pred_sem_seg": PixelData(data=label[None])})
         return data_samples
@@ -211,19 +209,23 @@ class CLIPtraseSegmentor(BaseSegmentor):
             return F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
         return out.logits / self.predictor.logit_scale
 
-    def _predict_standard(self, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+    def _predict_standard(self, images: list[Tensor], ori_shapes: list[tuple[int, int]]) -> list[Tensor]:
+        """Windows of every image of the batch encoded together, then per-image scoring."""
         crop = self.protocol.get("crop_by_dataset", {}).get(self.dataset_name, self.protocol["crop"])
         stride = self.protocol.get("stride_by_dataset", {}).get(self.dataset_name, self.protocol["stride"])
-        x = image[None]
         if crop:
-            scores = sliding_window(
-                self.window_scores, x, crop=crop, stride=stride, max_batch=self.window_batch
+            scores = sliding_window_list(
+                self.window_scores, images, crop=crop, stride=stride, max_batch=self.window_batch
             )
         else:
-            scores = self.window_scores(x)
-        scores = F.interpolate(scores, size=tuple(ori_shape), mode="bilinear", align_corners=False)
+            scores = [self.window_scores(x[None])[0] for x in images]
+        return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
+
+    def _score(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+        """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, threshold."""
+        scores = F.interpolate(scores[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
         if self.protocol.get("pamr_steps"):
-            rgb = F.interpolate(x, size=tuple(ori_shape), mode="bilinear", align_corners=False)
+            rgb = F.interpolate(image[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
             scores = pamr(rgb, scores, steps=int(self.protocol["pamr_steps"]))
         probs = torch.softmax(self.protocol["logit_scale"] * scores[0], dim=0)  # (P, H, W)
         class_probs = probs.new_full((self.n_classes, *probs.shape[1:]), -1.0)

@@ -58,23 +58,50 @@ def sliding_window(
     Returns:
         (B, C, H, W) averaged outputs.
     """
+    return torch.stack(sliding_window_list(fn, list(images), crop=crop, stride=stride, max_batch=max_batch))
+
+
+def sliding_window_list(
+    fn: Callable[[Tensor], Tensor],
+    images: list[Tensor],
+    *,
+    crop: int | tuple[int, int],
+    stride: int | tuple[int, int],
+    max_batch: int = 16,
+) -> list[Tensor]:
+    """:func:`sliding_window` over images of different sizes, their windows encoded together.
+
+    Windows of all images are grouped by shape (full crops, and the smaller windows of images below the
+    crop size) and passed to ``fn`` up to ``max_batch`` at a time, so a batch of images fills the device
+    even when each image has few windows.
+
+    Args:
+        images: list of (3, H_i, W_i).
+
+    Returns:
+        list of (C, H_i, W_i) averaged outputs.
+    """
     crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop)
     stride_hw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    b, _, h, w = images.shape
-    boxes = window_boxes((h, w), crop_hw, stride_hw)
-    jobs = [(i, box) for i in range(b) for box in boxes]
-    out: Tensor | None = None
-    count = torch.zeros(1, 1, h, w, device=images.device)
-    for y1, y2, x1, x2 in boxes:
-        count[..., y1:y2, x1:x2] += 1
-    assert bool((count > 0).all()), "sliding windows leave pixels uncovered"
-    # Windows clamped to a small image all share one size, so any slice of jobs stacks.
-    for start in range(0, len(jobs), max_batch):
-        chunk = jobs[start : start + max_batch]
-        crops = torch.stack([images[i, :, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
-        res = fn(crops)
-        if out is None:
-            out = images.new_zeros(b, res.shape[1], h, w, dtype=res.dtype)
-        for r, (i, (y1, y2, x1, x2)) in zip(res, chunk):
-            out[i, :, y1:y2, x1:x2] += r
-    return out / count
+    jobs: dict[tuple[int, int], list[tuple[int, tuple[int, int, int, int]]]] = {}
+    counts = []
+    for i, image in enumerate(images):
+        h, w = image.shape[-2:]
+        count = torch.zeros(1, h, w, device=image.device)
+        for box in window_boxes((h, w), crop_hw, stride_hw):
+            y1, y2, x1, x2 = box
+            count[:, y1:y2, x1:x2] += 1
+            jobs.setdefault((y2 - y1, x2 - x1), []).append((i, box))
+        assert bool((count > 0).all()), "sliding windows leave pixels uncovered"
+        counts.append(count)
+    outs: list[Tensor | None] = [None] * len(images)
+    for group in jobs.values():
+        for start in range(0, len(group), max_batch):
+            chunk = group[start : start + max_batch]
+            crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
+            res = fn(crops)
+            for r, (i, (y1, y2, x1, x2)) in zip(res, chunk):
+                if outs[i] is None:
+                    outs[i] = r.new_zeros(r.shape[0], *images[i].shape[-2:])
+                outs[i][:, y1:y2, x1:x2] += r
+    return [out / count for out, count in zip(outs, counts)]

@@ -267,3 +267,13 @@ def test_every_method_both_protocols_one_multirun(tmp_path):
     for name in tables:
         text = (tmp_path / "res" / "all" / name).read_text()
         assert all(f"| {m} \\|" in text for m in methods), text
+
+
+@pytest.mark.parametrize("protocol", ["standard", "paper224"])
+def test_batch_of_two_equals_batch_of_one(tmp_path, protocol):
+    weights = _golden_weights()
+    base = ["dataset=demo", f"protocol={protocol}", "model=weights_file", f"model.weights={weights}",
+            f"+dataset.data_root={tmp_path / 'demo'}", "max_images=3", "results.resume=false"]
+    one = run(compose_cfg([*base, "batch_size=1", f"paths.results_dir={tmp_path / 'r1'}"]))
+    two = run(compose_cfg([*base, "batch_size=2", "window_batch=5", f"paths.results_dir={tmp_path / 'r2'}"]))
+    assert one == two

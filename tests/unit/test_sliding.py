@@ -61,3 +61,20 @@ def test_window_position_dependent_average():
         count[y1:y2, x1:x2] += 1
     torch.testing.assert_close(out[0, 0], total / count)
     assert calls == [len(boxes)]
+
+
+def test_list_of_sizes_batched_together():
+    """Windows of differently sized images go through fn together and equal per-image sliding."""
+    from cliptrase.inference.sliding import sliding_window_list
+
+    images = [torch.randn(3, 337, 501), torch.randn(3, 224, 300), torch.randn(3, 100, 150)]
+    batches = []
+
+    def fn(c):
+        batches.append(c.shape[0])
+        return torch.cat([c.mean(1, keepdim=True), c[:, :1] ** 2], 1)
+
+    outs = sliding_window_list(fn, images, crop=224, stride=112, max_batch=8)
+    for img, out in zip(images, outs):
+        torch.testing.assert_close(out, sliding_window(fn, img[None], crop=224, stride=112)[0])
+    assert batches[0] == 8  # windows of the first two images share batches
