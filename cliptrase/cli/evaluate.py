@@ -159,7 +159,7 @@ def run(cfg: DictConfig) -> dict | None:
     out_dir = experiment_dir / run_name
     _check_writable(out_dir)
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    metrics, per_class, n_images, device = evaluate(cfg, groups)
+    metrics, per_class, n_images, device = evaluate(cfg, groups, run_name)
     record = ResultRecord(
         experiment=cfg.experiment_name,
         run=run_name,
@@ -180,7 +180,7 @@ def run(cfg: DictConfig) -> dict | None:
     return metrics
 
 
-def evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
+def evaluate(cfg: DictConfig, groups: dict, run_name: str = "run") -> tuple[dict, dict, int, str]:
     """Build dataset, segmentor and metric; run mmengine's test loop.
 
     Returns:
@@ -190,14 +190,15 @@ def evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
 
     # Names in pipelines and configs resolve in cliptrase's registries (children of mmseg's).
     with DefaultScope.overwrite_default_scope("cliptrase"):
-        return _evaluate(cfg, groups)
+        return _evaluate(cfg, groups, run_name)
 
 
-def _evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
+def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict, int, str]:
     from mmengine.runner import Runner
 
     from cliptrase.datasets.config import build_dataset
     from cliptrase.evaluation.progress import ProgressHook
+    from cliptrase.evaluation.visualize import SavePredictionsHook
     from cliptrase.registry import MODELS
     from cliptrase.utils.device import resolve_device
 
@@ -237,6 +238,10 @@ def _evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
         if HydraConfig.initialized()
         else Path(cfg.paths.results_dir)
     )
+    hooks = [ProgressHook(total=len(dataset), desc=f"{ds_cfg.name}/{proto_cfg.name}")]
+    if cfg.save_predictions:
+        out = Path(cfg.paths.results_dir) / cfg.experiment_name / "predictions" / run_name
+        hooks.append(SavePredictionsHook(out, int(cfg.save_predictions), voc["class_names"]))
     runner = Runner(
         model=segmentor,
         work_dir=str(work_dir / "mmengine"),
@@ -251,7 +256,7 @@ def _evaluate(cfg: DictConfig, groups: dict) -> tuple[dict, dict, int, str]:
         test_cfg=dict(type="TestLoop"),
         test_evaluator=evaluator,
         default_scope="cliptrase",
-        custom_hooks=[ProgressHook(total=len(dataset), desc=f"{ds_cfg.name}/{proto_cfg.name}")],
+        custom_hooks=hooks,
         default_hooks=dict(logger=dict(type="LoggerHook", interval=50)),
         log_level="WARNING",
         randomness=dict(seed=cfg.seed),

@@ -137,14 +137,16 @@ def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
         "experiment_name=t",
         "max_images=2",
     ]
-    cfg = compose_cfg(overrides)
+    cfg = compose_cfg([*overrides, "save_predictions=1"])
     metrics = run(cfg)
     assert set(metrics) == {"aAcc", "mIoU", "mAcc"}
+    saved = sorted(p.name for p in (tmp_path / "results" / "t" / "predictions").glob("*/*.png"))
+    assert len(saved) == 2 and saved[0].endswith("_labels.png") and saved[1].endswith("_overlay.png")
     record = json.loads(next((tmp_path / "results" / "t").glob("*/metrics.json")).read_text())
     assert record["metric_definition"] == "mmseg_iou" and len(record["per_class"]["IoU"]) == 5
     caplog.clear()
     with caplog.at_level("INFO", logger="cliptrase.eval"):
-        assert run(compose_cfg(overrides)) == metrics
+        assert run(compose_cfg([*overrides, "save_predictions=1"])) == metrics
     assert any("skip" in r.message for r in caplog.records)
 
 
@@ -272,8 +274,15 @@ def test_every_method_both_protocols_one_multirun(tmp_path):
 @pytest.mark.parametrize("protocol", ["standard", "paper224"])
 def test_batch_of_two_equals_batch_of_one(tmp_path, protocol):
     weights = _golden_weights()
-    base = ["dataset=demo", f"protocol={protocol}", "model=weights_file", f"model.weights={weights}",
-            f"+dataset.data_root={tmp_path / 'demo'}", "max_images=3", "results.resume=false"]
+    base = [
+        "dataset=demo",
+        f"protocol={protocol}",
+        "model=weights_file",
+        f"model.weights={weights}",
+        f"+dataset.data_root={tmp_path / 'demo'}",
+        "max_images=3",
+        "results.resume=false",
+    ]
     one = run(compose_cfg([*base, "batch_size=1", f"paths.results_dir={tmp_path / 'r1'}"]))
     two = run(compose_cfg([*base, "batch_size=2", "window_batch=5", f"paths.results_dir={tmp_path / 'r2'}"]))
     assert one == two
