@@ -1,0 +1,57 @@
+"""Every config option composes and validates; experiment files reference existing options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from cliptrase.cli.evaluate import CONFIG_DIR
+from cliptrase.config import register_configs, validate
+
+GROUPS = ("model", "method", "protocol", "dataset")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def _compose(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("eval", overrides=[*overrides, "paths.results_dir=/unused", "paths.data_root=/unused"])
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_validates(group, option):
+    extra = ["model.weights=/some/file.pt"] if option == "weights_file" else []
+    groups = validate(_compose([f"{group}={option}", *extra]))
+    if group in ("method", "protocol", "dataset"):
+        assert groups[group].name == option  # config file stem = name in results and tables
+    if group == "model":
+        assert groups["model"].slug == option
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiments_reference_existing_options(experiment):
+    cfg = _compose([f"experiment={experiment}"])
+    assert cfg.experiment_name == experiment
+    text = yaml.safe_load((Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml").read_text())
+    params = (text.get("hydra") or {}).get("sweeper", {}).get("params", {})
+    for key, values in params.items():
+        if key in GROUPS:
+            for value in str(values).split(","):
+                assert value.strip() in _options(key), f"{experiment}: {key}={value} does not exist"
+
+
+def test_model_configs_name_real_open_clip_models():
+    import open_clip
+
+    for option in _options("model"):
+        cfg = yaml.safe_load((Path(CONFIG_DIR) / "model" / f"{option}.yaml").read_text())
+        if cfg.get("name"):
+            assert cfg["name"] in open_clip.list_models(), option
+        if cfg.get("pretrained") not in (None, "random"):
+            assert cfg["pretrained"] in open_clip.list_pretrained_tags_by_model(cfg["name"]), option
