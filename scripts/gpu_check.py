@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.cluster import dbscan
 from cliptrase.models.clip import load_clip
 from cliptrase.predictor import CLIPtrasePredictor
-from cliptrase.protocols.paper import dbscan_settings, paper_dataset, preprocess_image
+from cliptrase.protocols.paper import paper_dataset, paper_options, preprocess_image
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
@@ -34,13 +33,7 @@ def check_golden() -> bool:
     ok = True
     for name, case in sorted(index["cases"].items()):
         ds = paper_dataset(case["dataset_key"])
-        eps, ms = dbscan_settings(case["image_size"])
-        opts = CLIPtraseOptions(
-            eps=eps,
-            min_samples=ms,
-            cls_product=ds.cls_product,
-            n_foreground=ds.n_foreground if ds.has_background else None,
-        )
+        opts = paper_options(ds, case["image_size"])
         with np.load(GOLDEN / f"{name}.npz") as z:
             x = torch.stack(
                 [

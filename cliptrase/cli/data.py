@@ -1,11 +1,13 @@
-"""``cliptrase data``: list, prepare and check the benchmarks.
+"""``cliptrase data``: list, download, prepare and check the benchmarks.
 
     cliptrase data list
+    cliptrase data download NAME...|--all [--root DIR] [--mirror KEY=URL] [--delete-archives]
     cliptrase data prepare NAME --raw DIR --out DIR [--workers N] [--id-map FILE]
     cliptrase data check NAME|--all [--root DIR] [--expected N] [--workers N]
 
-Each sub-command returns an exit code: 0 on success, 1 when ``check`` found problems, 2 on bad input (an
-unknown name, a missing directory), reported as one log line rather than a traceback. Output goes through
+Each sub-command returns an exit code: 0 on success, 1 when ``check`` found problems or ``download`` waits
+for archives that need a sign-in, 2 on bad input (an unknown name, a missing directory, an unwritable root,
+no space left) or a failed download, reported as one log line rather than a traceback. Output goes through
 logging; the ``cliptrase`` entry point configures the handler.
 """
 
@@ -15,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cliptrase.datasets import DATASET_CLASSES
+from cliptrase.datasets import DATASET_CLASSES, default_data_root
 from cliptrase.datasets.config import list_dataset_configs, load_dataset_config
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,55 @@ def _prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_mirrors(items: list[str] | None) -> dict[str, str]:
+    """``KEY=URL`` pairs (KEY: a source key or an archive file name) -> mapping.
+
+    Raises:
+        ValueError: An item without ``=``.
+    """
+    mirrors = {}
+    for item in items or []:
+        key, sep, url = item.partition("=")
+        if not sep or not key or not url:
+            raise ValueError(f"--mirror {item!r}: expected KEY=URL, e.g. voc2012=https://mirror.example/voc")
+        mirrors[key] = url
+    return mirrors
+
+
+def _download(args: argparse.Namespace) -> int:
+    from cliptrase.datasets.download import (
+        DownloadError,
+        download_datasets,
+        downloadable_datasets,
+        human_bytes,
+        raw_dir,
+    )
+
+    if args.all == bool(args.names):
+        logger.error("data download: give dataset NAMEs or --all, not both or neither")
+        return EXIT_BAD_INPUT
+    names = downloadable_datasets() if args.all else args.names
+    try:
+        done, manual = download_datasets(
+            names, args.root, mirrors=parse_mirrors(args.mirror), keep_archives=not args.delete_archives
+        )
+    except (*_USER_ERRORS, PermissionError, DownloadError) as err:
+        logger.error("data download: %s", _message(err))
+        return EXIT_BAD_INPUT
+    for outcome in done:
+        actions = ", ".join(f"{a.filename} {a.action}" for a in outcome.archives)
+        logger.info("%s: ready (%s; %s fetched)", outcome.key, actions, human_bytes(outcome.fetched_bytes))
+    for waiting in manual:
+        for line in waiting.instructions:
+            logger.warning("%s", line)
+    if manual:
+        return EXIT_PROBLEMS
+    root = args.root or default_data_root()
+    for name in names:
+        logger.info("next: cliptrase data prepare %s --raw %s --out %s", name, raw_dir(name, root), root)
+    return EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     from cliptrase.datasets.prepare.check import check_dataset
 
@@ -77,16 +128,41 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``data`` command and its ``list``/``prepare``/``check`` sub-commands to ``subparsers``."""
+    """Add the ``data`` command and its ``list``/``download``/``prepare``/``check`` sub-commands."""
     names = sorted(DATASET_CLASSES)
-    data = subparsers.add_parser("data", help="list, prepare and check benchmark datasets")
-    commands = data.add_subparsers(dest="data_command", required=True, metavar="{list,prepare,check}")
+    data = subparsers.add_parser("data", help="list, download, prepare and check benchmark datasets")
+    commands = data.add_subparsers(
+        dest="data_command", required=True, metavar="{list,download,prepare,check}"
+    )
 
     listing = commands.add_parser("list", help="list the dataset configs and whether their roots exist")
     listing.add_argument(
         "--root", type=Path, default=None, help="data root (default: $CLIPTRASE_DATA or ./data)"
     )
     listing.set_defaults(func=_list)
+
+    download = commands.add_parser(
+        "download", help="fetch, verify and extract the official archives (resumable, idempotent)"
+    )
+    download.add_argument(
+        "names", nargs="*", metavar="NAME", help="datasets to fetch (e.g. voc20 context59); or --all"
+    )
+    download.add_argument(
+        "--all", action="store_true", help="every benchmark (login-only ones: instructions)"
+    )
+    download.add_argument(
+        "--root", type=Path, default=None, help="data root (default: $CLIPTRASE_DATA or ./data)"
+    )
+    download.add_argument(
+        "--mirror",
+        action="append",
+        metavar="KEY=URL",
+        help="fetch a source (e.g. voc2012) or a file from URL/<file>; $CLIPTRASE_DOWNLOAD_BASE: all",
+    )
+    download.add_argument(
+        "--delete-archives", action="store_true", help="delete each archive once extracted (saves disk)"
+    )
+    download.set_defaults(func=_download)
 
     prepare = commands.add_parser("prepare", help="convert an official download into the data root")
     prepare.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")

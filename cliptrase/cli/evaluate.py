@@ -13,6 +13,7 @@ experiment's table is rebuilt.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.config import register_configs, validate
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or the only process."""
+    from mmengine.dist import get_rank
+
+    return get_rank() == 0
+
 
 logger = logging.getLogger("cliptrase.eval")
 
@@ -175,6 +184,8 @@ def run(cfg: DictConfig) -> dict | None:
             device=device, n_images=n_images, wall_time_s=time.perf_counter() - t0, started_at=started
         ),
     )
+    if not is_main_process():  # under torchrun every rank has the gathered metrics; rank 0 writes them
+        return metrics
     path = write_record(record, out_dir, overwrite=bool(cfg.results.overwrite))
     logger.info("%s: %s -> %s", run_name, {k: v for k, v in metrics.items()}, path)
     return metrics
@@ -212,6 +223,9 @@ def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict,
             overrides[key] = getattr(ds_cfg, key)
     dataset = build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
     device = resolve_device(cfg.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        device = _init_distributed(device)
     segmentor = MODELS.build(
         dict(
             type="CLIPtraseSegmentor",
@@ -265,6 +279,23 @@ def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict,
     return summary, per_class, len(dataset), str(device)
 
 
+def _init_distributed(device: torch.device) -> torch.device:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU); return this rank's device.
+
+    The group is created here rather than by mmengine's launcher, which assumes CUDA; mmengine's sampler
+    and evaluator then shard the dataset and gather the results through it (no DDP wrapper is needed
+    for inference).
+    """
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
 def _split_metrics(metrics: dict, class_names: list[str], definition: str) -> tuple[dict, dict]:
     """Summary numbers and per-class lists from either metric."""
     if definition == "paper_scores":
@@ -292,7 +323,8 @@ def write_tables(experiment_dir: Path) -> None:
 def _hydra_main(cfg: DictConfig) -> float | None:
     torch.set_grad_enabled(False)
     metrics = run(cfg)
-    write_tables(Path(cfg.paths.results_dir) / cfg.experiment_name)
+    if is_main_process():
+        write_tables(Path(cfg.paths.results_dir) / cfg.experiment_name)
     return None if metrics is None else metrics.get("mIoU")
 
 

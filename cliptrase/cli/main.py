@@ -19,7 +19,7 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADir
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from cliptrase.cli import data, predict, table
+    from cliptrase.cli import data, predict, reproduce, table
 
     parser = argparse.ArgumentParser(prog="cliptrase", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cliptrase {__version__}")
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.register(sub)
     data.register(sub)
     table.register(sub)
+    reproduce.register(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from cliptrase.evaluation.published import published_for_rows
 from cliptrase.evaluation.results import atomic_write_text, load_records
 from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
 
@@ -36,6 +37,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help='JSON {"<row label>": {"<dataset>": value}}: adds published and Δ rows',
+    )
+    parser.add_argument(
+        "--no-published",
+        action="store_true",
+        help="leave out the built-in published rows (added by default for matching ViT-B/16 rows)",
     )
 
 
@@ -91,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
         if not records:
             logger.error("no complete results under %s; produce them with %s", exp_dir, hint)
             return EXIT_BAD_INPUT
-        published = load_published(args.published) if args.published else None
+        if args.published:
+            published = load_published(args.published)
+        elif args.metric == "mIoU" and not getattr(args, "no_published", False):
+            # the built-in published numbers (method.md §9.1, protocols.md §4) for rows that have them
+            published = published_for_rows({r.row for r in records}) or None
+        else:
+            published = None
         tables = build_tables(records, args.metric, published=published)
         out_dir: Path = args.out or exp_dir
         _make_out_dir(out_dir)

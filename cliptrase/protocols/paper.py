@@ -23,6 +23,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from cliptrase.method.cliptrase import CLIPtraseOptions
+
 DBSCAN_BY_SIZE: dict[int, tuple[float, int]] = {224: (0.7, 3), 336: (1.1, 7)}
 """(eps, min_samples) of the authors' script per input side S (``clip_self_correlation.py:233-234``)."""
 
@@ -115,6 +117,17 @@ def paper_dataset(key: str) -> PaperDataset:
         class_names=names,
         background_names=_read_names(f"{key}.background.txt"),
         cls_product=key == "VOC20",
+    )
+
+
+def paper_options(dataset: PaperDataset, size: int) -> CLIPtraseOptions:
+    """The method options the authors' script uses for ``dataset`` at side ``size`` (method.md §4, §5)."""
+    eps, min_samples = dbscan_settings(size)
+    return CLIPtraseOptions(
+        eps=eps,
+        min_samples=min_samples,
+        cls_product=dataset.cls_product,
+        n_foreground=dataset.n_foreground if dataset.has_background else None,
     )
 
 

@@ -23,7 +23,6 @@ import torch
 from PIL import Image
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
-from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.cluster import dbscan
 from cliptrase.models.clip import load_clip
 from cliptrase.predictor import CLIPtrasePredictor
@@ -33,6 +32,7 @@ from cliptrase.protocols.paper import (
     is_scored,
     map_gt,
     paper_dataset,
+    paper_options,
     preprocess_gt,
     preprocess_image,
 )
@@ -89,13 +89,7 @@ def _run(name: str) -> dict:
     case, z, pred = _case(name), _arrays(name), _predictor()
     ds = paper_dataset(case["dataset_key"])
     size = case["image_size"]
-    eps, min_samples = dbscan_settings(size)
-    opts = CLIPtraseOptions(
-        eps=eps,
-        min_samples=min_samples,
-        n_foreground=ds.n_foreground if ds.has_background else None,
-        cls_product=ds.cls_product,
-    )
+    opts = paper_options(ds, size)
     n = case["n_images"]
     inputs = torch.stack(
         [

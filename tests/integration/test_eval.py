@@ -286,3 +286,56 @@ def test_batch_of_two_equals_batch_of_one(tmp_path, protocol):
     one = run(compose_cfg([*base, "batch_size=1", f"paths.results_dir={tmp_path / 'r1'}"]))
     two = run(compose_cfg([*base, "batch_size=2", "window_batch=5", f"paths.results_dir={tmp_path / 'r2'}"]))
     assert one == two
+
+
+def test_torchrun_two_gloo_processes_equal_one(tmp_path):
+    """Data-parallel under torchrun (2 CPU processes, gloo) gives the metrics of 1 process."""
+    import socket
+
+    weights = _golden_weights()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CLIPTRASE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    common = [
+        "model=weights_file",
+        f"model.weights={weights}",
+        "dataset=demo",
+        "max_images=3",
+        "hydra/job_logging=disabled",
+        "device=cpu",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "cliptrase.eval", *common, f"paths.results_dir={tmp_path}/one"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "cliptrase.eval",
+            *common,
+            f"paths.results_dir={tmp_path}/two",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    rec = [
+        json.loads(next((tmp_path / d / "default").glob("*/metrics.json")).read_text())
+        for d in ("one", "two")
+    ]
+    assert rec[0]["metrics"] == rec[1]["metrics"]
+    assert len(list((tmp_path / "two" / "default").glob("*/metrics.json"))) == 1  # written once, by rank 0

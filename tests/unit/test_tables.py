@@ -239,3 +239,13 @@ def test_register_adds_table_subcommand(tmp_path):
     table_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["table", str(tmp_path), "--metric", "mAcc"])
     assert args.func is table_cli.run and args.metric == "mAcc" and args.out is None
+
+
+def test_builtin_published_rows_for_matching_labels():
+    """A ViT-B/16 CLIPtrase paper224 row gets the authors' README numbers; ablation rows get none."""
+    from cliptrase.evaluation.published import published_for_rows
+
+    rows = {"cliptrase | vit_b16_openai | paper224", "cliptrase | vit_b16_openai | paper224 | eps=0.5"}
+    got = published_for_rows(rows)
+    assert list(got) == ["cliptrase | vit_b16_openai | paper224"]
+    assert got["cliptrase | vit_b16_openai | paper224"]["voc20"] == 80.95
