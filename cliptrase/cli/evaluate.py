@@ -70,6 +70,9 @@ def vocabulary(dataset_cfg: Any, protocol_cfg: Any) -> dict[str, Any]:
 
     voc = load_vocabulary(OmegaConf.to_container(OmegaConf.structured(dataset_cfg)), protocol_cfg.vocab)
     lines = voc.synonyms or [[n] for n in voc.class_names]
+    names = list(voc.class_names)
+    if voc.background_names:  # label 0 is background: all its words are one class (protocols.md §1d)
+        lines, names = [list(voc.background_names), *lines], ["background", *names]
     prompts = [p for line in lines for p in line]
     return {
         "prompts": prompts,
@@ -77,7 +80,7 @@ def vocabulary(dataset_cfg: Any, protocol_cfg: Any) -> dict[str, Any]:
         "n_classes": len(lines),
         "n_foreground": None,
         "cls_product": False,
-        "class_names": list(voc.class_names),
+        "class_names": names,
     }
 
 

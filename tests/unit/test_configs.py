@@ -55,3 +55,31 @@ def test_model_configs_name_real_open_clip_models():
             assert cfg["name"] in open_clip.list_models(), option
         if cfg.get("pretrained") not in (None, "random"):
             assert cfg["pretrained"] in open_clip.list_pretrained_tags_by_model(cfg["name"]), option
+
+
+@pytest.mark.parametrize(
+    ("dataset", "n_classes", "n_background_prompts"),
+    [("voc21", 21, 26), ("context60", 60, 1), ("coco_object", 81, 26), ("voc20", 20, 0), ("ade150", 150, 0)],
+)
+def test_standard_vocabulary_label_space(dataset, n_classes, n_background_prompts):
+    """Standard protocol: background words form class 0 where the dataset has a background label."""
+    from cliptrase.cli.evaluate import vocabulary
+
+    groups = validate(_compose([f"dataset={dataset}", "protocol=standard"]))
+    voc = vocabulary(groups["dataset"], groups["protocol"])
+    assert voc["n_classes"] == n_classes == len(voc["class_names"])
+    assert max(voc["prompt_to_class"]) == n_classes - 1
+    assert voc["prompt_to_class"].count(0) >= max(n_background_prompts, 1)
+    if n_background_prompts:
+        assert voc["class_names"][0] == "background"
+        assert voc["prompt_to_class"][:n_background_prompts] == [0] * n_background_prompts
+
+
+@pytest.mark.parametrize(("dataset", "n_classes"), [("voc21", 21), ("voc20", 20), ("coco_object", 81)])
+def test_paper_vocabulary_label_space(dataset, n_classes):
+    from cliptrase.cli.evaluate import vocabulary
+
+    groups = validate(_compose([f"dataset={dataset}", "protocol=paper224"]))
+    voc = vocabulary(groups["dataset"], groups["protocol"])
+    assert voc["n_classes"] == n_classes == len(voc["class_names"])
+    assert max(voc["prompt_to_class"]) == n_classes - 1
