@@ -170,6 +170,8 @@ def run(cfg: DictConfig) -> dict | None:
             return done.metrics
     out_dir = experiment_dir / run_name
     _check_writable(out_dir)
+    logger.info("run %s (config hash %s) -> %s", run_name, digest, out_dir)
+    logger.debug("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     metrics, per_class, n_images, device = evaluate(cfg, groups, run_name)
     record = ResultRecord(
