@@ -103,6 +103,8 @@ def bench_core(repeats: int, device: str) -> None:
         t_bare = timed(bare, repeats)
         print(f"{size:>5} {t_pipe:>15.3f} {t_bare:>19.3f} {t_pipe / t_bare:>7.2f}x")
 
+    bench_breakdown(pred, text, image, gt, repeats)
+
     prompts = [t.format(n) for n in names for t in pred.templates]
     tokens = clip.tokenizer(prompts).to(device)
     full = timed(lambda: clip.model.encode_text(tokens), 1, warmup=0)
@@ -122,6 +124,54 @@ def bench_core(repeats: int, device: str) -> None:
         t_torch = timed(lambda xt=xt, eps=eps, ms=ms: dbscan(xt, eps, ms, backend="torch"), repeats)
         t_sk = timed(lambda xt=xt, eps=eps, ms=ms: dbscan(xt, eps, ms, backend="sklearn"), repeats)
         print(f"{n:>6} {1e3 * t_torch:>16.2f} {1e3 * t_sk:>18.2f} {t_sk / t_torch:>8.1f}x")
+
+
+def bench_breakdown(pred, text, image, gt, repeats: int, size: int = 224) -> None:
+    """Per-stage time of the paper pipeline at ``size`` (each stage timed alone on the same input)."""
+    from cliptrase.method.cliptrase import (
+        _argmax_channels,
+        collapse_background,
+        correlation_matrix,
+        patch_logits,
+    )
+    from cliptrase.method.denoise import subtract_cls_row
+    from cliptrase.method.vote import cluster_soft_masks, majority_vote, region_map
+
+    clip = pred.clip
+    eps, min_samples = dbscan_settings(size)
+    opts = CLIPtraseOptions(eps=eps, min_samples=min_samples, n_foreground=20)
+    x = preprocess_image(image, size, clip.mean, clip.std)[None]
+    feats = pred.encode(x, opts)
+    logits = patch_logits(feats, text, pred.logit_scale, (size, size))
+    raw = collapse_background(_argmax_channels(logits), 20)
+    din = subtract_cls_row(correlation_matrix(feats, -2))
+    labels = dbscan(din, eps, min_samples)
+    k = max(int(labels.max()) + 1, 1)
+    labels = labels if int(labels.max()) >= 0 else torch.zeros_like(labels)
+    masks = cluster_soft_masks(din, labels, k)
+    regions = region_map(masks, feats.grid_hw, (size, size))
+    g = preprocess_gt(gt_to_image(gt), size)
+    stages = {
+        "data (image + GT preprocessing)": lambda: (
+            preprocess_image(image, size, clip.mean, clip.std),
+            preprocess_gt(gt_to_image(gt), size),
+        ),
+        "encoder (modified tower)": lambda: pred.encode(x, opts),
+        "logits (text product, upsample, argmax)": lambda: collapse_background(
+            _argmax_channels(patch_logits(feats, text, pred.logit_scale, (size, size))), 20
+        ),
+        "clustering (correlation, denoise, DBSCAN)": lambda: dbscan(
+            subtract_cls_row(correlation_matrix(feats, -2)), eps, min_samples
+        ),
+        "post-processing (masks, median, regions, vote)": lambda: majority_vote(
+            raw, region_map(cluster_soft_masks(din, labels, k), feats.grid_hw, (size, size)), k, 21
+        ),
+        "metric (confusion matrix)": lambda: confusion_matrix(g, regions[0].numpy() % 21, 21),
+    }
+    print(f"\n{'stage at ' + str(size) + ' px':<48} {'ms/img':>8}")
+    for name, fn in stages.items():
+        print(f"{name:<48} {1e3 * timed(fn, repeats):>8.1f}")
+    print(f"{'text (once per vocabulary, cached on disk)':<48} {'-':>8}")
 
 
 def bench_precision(device: str) -> None:
