@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.config import register_configs, validate
+from cliptrase.utils.fs import ensure_writable
 
 
 def is_main_process() -> bool:
@@ -130,18 +131,6 @@ def row_label(cfg: DictConfig) -> str:
     )
 
 
-def _check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_probe_{time.time_ns()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(
-            f"results directory {path} is not writable ({exc.strerror}); set paths.results_dir=<writable dir>"
-        ) from None
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA)."""
     import random
@@ -169,7 +158,7 @@ def run(cfg: DictConfig) -> dict | None:
             logger.info("skip %s: complete result with config hash %s exists", run_name, digest)
             return done.metrics
     out_dir = experiment_dir / run_name
-    _check_writable(out_dir)
+    ensure_writable(out_dir, "results directory", "set paths.results_dir=<writable dir>")
     logger.info("run %s (config hash %s) -> %s", run_name, digest, out_dir)
     logger.debug("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()

@@ -44,6 +44,7 @@ from cliptrase.datasets.download import (
     required_bytes,
     sources_for,
 )
+from cliptrase.utils import fs
 
 logger = logging.getLogger(__name__)
 
@@ -153,18 +154,6 @@ def _elapsed(t0: float) -> str:
 # ------------------------------------------------------------------------------------------- validation
 
 
-def _ensure_results_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_probe_{time.time_ns()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(
-            f"results directory {path} is not writable ({err.strerror or err}); choose another with --results"
-        ) from None
-
-
 def _validate(opts: Options) -> tuple[TableSpec, Path]:
     """Fail fast, before anything is fetched: names, model, weights, methods, writable root and results.
 
@@ -191,7 +180,7 @@ def _validate(opts: Options) -> tuple[TableSpec, Path]:
         )
     ensure_writable(opts.root)
     experiment_dir = experiment_dir_of(spec, opts)
-    _ensure_results_writable(experiment_dir)
+    fs.ensure_writable(experiment_dir, "results directory", "choose another with --results")
     return spec, experiment_dir
 
 

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from cliptrase import __version__
 from cliptrase.datasets.base import default_data_root
+from cliptrase.utils import fs
 
 logger = logging.getLogger(__name__)
 
@@ -501,17 +502,9 @@ def ensure_writable(root: Path) -> None:
     Raises:
         PermissionError: The root cannot be created or written; the message says which and the fix.
     """
-    folder = Path(root) / DOWNLOADS_DIR
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_probe_{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise PermissionError(
-            f"data root {root} is not writable ({reason}); choose a writable --root or fix its permissions"
-        ) from None
+    fs.ensure_writable(
+        Path(root) / DOWNLOADS_DIR, "data root", "choose a writable --root or fix its permissions", shown=root
+    )
 
 
 # ----------------------------------------------------------------------------------------------- manifest
