@@ -83,3 +83,15 @@ def test_paper_vocabulary_label_space(dataset, n_classes):
     voc = vocabulary(groups["dataset"], groups["protocol"])
     assert voc["n_classes"] == n_classes == len(voc["class_names"])
     assert max(voc["prompt_to_class"]) == n_classes - 1
+
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is not installed (optional)"
+    )
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "eval", overrides=["hydra/launcher=slurm", "paths.results_dir=/x"], return_hydra_config=True
+        )
+    assert cfg.hydra.launcher.gpus_per_node == 1
