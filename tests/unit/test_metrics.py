@@ -1,0 +1,47 @@
+"""The mmengine metrics of the harness against hand-computed confusion matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cliptrase.evaluation.metrics import IoUMetricPerClass, PaperMetric
+from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+
+GT = [np.array([[0, 0, 1], [1, 2, 255]]), np.array([[2, 2, 0], [0, 1, 1]])]
+PRED = [np.array([[0, 1, 1], [1, 2, 0]]), np.array([[2, 0, 0], [0, 1, 2]])]
+
+
+def _samples(scored=(True, True)):
+    return [
+        {
+            "pred_sem_seg": {"data": torch.from_numpy(p)[None]},
+            "gt_sem_seg": {"data": torch.from_numpy(g)[None]},
+            "paper_scored": s,
+        }
+        for p, g, s in zip(PRED, GT, scored)
+    ]
+
+
+def test_iou_metric_equals_hand_computed_confusion():
+    metric = IoUMetricPerClass(iou_metrics=["mIoU"], ignore_index=255)
+    metric.dataset_meta = {"classes": ("a", "b", "c")}
+    metric.process({}, _samples())
+    out = metric.compute_metrics(metric.results)
+    hist = sum(confusion_matrix(g, p, 3) for g, p in zip(GT, PRED))  # rows GT, cols pred; 255 ignored
+    inter = np.diag(hist)
+    union = hist.sum(0) + hist.sum(1) - inter
+    iou = inter / union
+    acc = inter / hist.sum(1)
+    assert out["aAcc"] == pytest.approx(round(100 * inter.sum() / hist.sum(), 2))
+    assert out["mIoU"] == pytest.approx(round(100 * iou.mean(), 2))
+    assert out["mAcc"] == pytest.approx(round(100 * acc.mean(), 2))
+    assert out["per_class_IoU"] == pytest.approx([round(100 * v, 2) for v in iou])
+
+
+def test_paper_metric_skips_unscored_images():
+    metric = PaperMetric(num_classes=3)
+    metric.process({}, _samples(scored=(True, False)))
+    out = metric.compute_metrics(metric.results)
+    assert out == paper_scores(confusion_matrix(GT[0], PRED[0], 3))
