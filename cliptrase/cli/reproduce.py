@@ -44,6 +44,7 @@ from cliptrase.datasets.download import (
     required_bytes,
     sources_for,
 )
+from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
 from cliptrase.utils import fs
 
 logger = logging.getLogger(__name__)
@@ -88,16 +89,7 @@ TABLES: dict[str, TableSpec] = {
     "standard": TableSpec(
         experiment="standard_table",
         protocols=("standard",),
-        datasets=(
-            "voc21",
-            "context60",
-            "coco_object",
-            "voc20",
-            "context59",
-            "coco_stuff171",
-            "cityscapes",
-            "ade150",
-        ),
+        datasets=STANDARD_BENCHMARKS,
     ),
 }
 """``paper``: the authors' README table (configs/experiment/paper_table.yaml); ``standard``: the field's

@@ -22,7 +22,7 @@ from cliptrase.evaluation.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-DATASET_ORDER: tuple[str, ...] = (
+STANDARD_BENCHMARKS: tuple[str, ...] = (
     "voc21",
     "context60",
     "coco_object",
@@ -31,10 +31,10 @@ DATASET_ORDER: tuple[str, ...] = (
     "coco_stuff171",
     "cityscapes",
     "ade150",
-    "context459",
-    "ade847",
-    "demo",
 )
+"""The field's 8 standard-protocol benchmarks, in the order its tables list them (protocols.md §7)."""
+
+DATASET_ORDER: tuple[str, ...] = (*STANDARD_BENCHMARKS, "context459", "ade847", "demo")
 """Column order of the field's tables (with-background benchmarks first, then without); unknown datasets
 follow alphabetically."""
 
