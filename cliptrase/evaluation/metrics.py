@@ -12,6 +12,7 @@ from mmseg.evaluation import IoUMetric
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
 from cliptrase.registry import METRICS
+from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +36,27 @@ class PaperMetric(BaseMetric):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            if not sample.get("paper_scored", True):
-                continue
-            pred = sample["pred_sem_seg"]["data"].squeeze(0).cpu().numpy()
-            gt = sample["gt_sem_seg"]["data"].squeeze(0).cpu().numpy()
-            self.results.append(confusion_matrix(gt, pred, self.num_classes))
+        """Keep each scored image's confusion matrix as its non-zero (cell, count) pairs.
+
+        A dense matrix per image would grow by C² int64 per image (1.7 MB on PC-459, 5.7 MB on ADE-847);
+        an image fills a few dozen cells. One entry per image (not a running sum) because under
+        distributed runs mmengine drops the sampler's padding duplicates by entry position.
+        """
+        with stage("metric"):
+            for sample in data_samples:
+                if not sample.get("paper_scored", True):
+                    continue
+                pred = sample["pred_sem_seg"]["data"].squeeze(0).cpu().numpy()
+                gt = sample["gt_sem_seg"]["data"].squeeze(0).cpu().numpy()
+                hist = confusion_matrix(gt, pred, self.num_classes).ravel()
+                cells = np.flatnonzero(hist)
+                self.results.append((cells, hist[cells]))
 
     def compute_metrics(self, results: list) -> dict:
-        hist = np.sum(results, axis=0) if results else np.zeros((self.num_classes,) * 2, dtype=np.int64)
-        scores = paper_scores(hist)
+        hist = np.zeros(self.num_classes**2, dtype=np.int64)
+        for cells, counts in results:
+            hist[cells] += counts  # cells are unique within an entry
+        scores = paper_scores(hist.reshape(self.num_classes, self.num_classes))
         logger.info(
             "paper metric over %d scored images: %s",
             len(results),
@@ -57,6 +69,11 @@ class PaperMetric(BaseMetric):
 class IoUMetricPerClass(IoUMetric):
     """mmseg's ``IoUMetric`` (the standard protocol's metric, unchanged) that also returns per-class IoU
     and accuracy (percent; NaN where the class has no union / no GT), so results can store them."""
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """mmseg's per-image areas (four C-vectors per image, kept as mmseg keeps them)."""
+        with stage("metric"):
+            super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> dict:
         summary = super().compute_metrics(results)

@@ -45,3 +45,14 @@ def test_paper_metric_skips_unscored_images():
     metric.process({}, _samples(scored=(True, False)))
     out = metric.compute_metrics(metric.results)
     assert out == paper_scores(confusion_matrix(GT[0], PRED[0], 3))
+
+
+def test_paper_metric_stores_sparse_per_image_entries():
+    """Memory stays small (non-zero cells only), one entry per image; entries of several ranks sum."""
+    a, b = PaperMetric(num_classes=3), PaperMetric(num_classes=3)
+    for _ in range(5):
+        a.process({}, _samples())
+    b.process({}, _samples())
+    assert len(a.results) == 10 and all(len(cells) <= 9 for cells, _ in a.results)
+    hist = sum(confusion_matrix(g, p, 3) for g, p in zip(GT, PRED))
+    assert a.compute_metrics(a.results + b.results) == paper_scores(6 * hist)
