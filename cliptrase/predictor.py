@@ -20,6 +20,7 @@ from cliptrase.method.cliptrase import (
 from cliptrase.models.clip import LoadedClip
 from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures, LastBlockSpec
 from cliptrase.models.text import cached_text_classifier, load_templates
+from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
 
@@ -71,27 +72,29 @@ class CLIPtrasePredictor:
         names = list(names)
         if not names or any(not n.strip() for n in names):
             raise ValueError(f"class list must be non-empty and hold no empty names, got {names!r}")
-        return cached_text_classifier(
-            self.clip.model,
-            self.clip.tokenizer,
-            self.clip.model_id,
-            names,
-            self.templates,
-            use_cache=not self.clip.is_random,
-        )
+        with stage("text"):
+            return cached_text_classifier(
+                self.clip.model,
+                self.clip.tokenizer,
+                self.clip.model_id,
+                names,
+                self.templates,
+                use_cache=not self.clip.is_random,
+            )
 
     @torch.no_grad()
     def encode(self, images: Tensor, opts: CLIPtraseOptions) -> DenseFeatures:
         """Dense features of the CLIPtrase-modified tower for (B, 3, H, W) normalised images."""
         collect = (opts.correlation_block,) if opts.cluster else ()
-        images = images.to(self.device)
-        if self.precision == "fp32":
-            return self.encoder(images, self.last_block, collect=collect)
-        with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
-            feats = self.encoder(images, self.last_block, collect=collect)
-        feats.tokens = torch.nn.functional.normalize(feats.tokens.float(), dim=-1)
-        feats.qkv = {k: tuple(t.float() for t in v) for k, v in feats.qkv.items()}
-        return feats
+        with stage("encoder"):
+            images = images.to(self.device)
+            if self.precision == "fp32":
+                return self.encoder(images, self.last_block, collect=collect)
+            with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
+                feats = self.encoder(images, self.last_block, collect=collect)
+            feats.tokens = torch.nn.functional.normalize(feats.tokens.float(), dim=-1)
+            feats.qkv = {k: tuple(t.float() for t in v) for k, v in feats.qkv.items()}
+            return feats
 
     @torch.no_grad()
     def segment(

@@ -30,6 +30,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor
 
+from cliptrase.inference.scoring import scores_to_labels
 from cliptrase.inference.sliding import sliding_window_list
 from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.pamr import pamr
@@ -39,6 +40,7 @@ from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import dbscan_settings
 from cliptrase.registry import MODELS
 from cliptrase.utils.device import resolve_device
+from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +109,14 @@ class ClipSegDataPreProcessor(BaseDataPreprocessor):
         self.bgr_to_rgb = bgr_to_rgb
 
     def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
-        data = self.cast_data(data)
-        images = []
-        for img in data["inputs"]:
-            x = img.float() / 255
-            if self.bgr_to_rgb:
-                x = x.flip(0)
-            images.append((x - self.mean) / self.std)
+        with stage("data"):
+            data = self.cast_data(data)
+            images = []
+            for img in data["inputs"]:
+                x = img.float() / 255
+                if self.bgr_to_rgb:
+                    x = x.flip(0)
+                images.append((x - self.mean) / self.std)
         same = all(x.shape == images[0].shape for x in images)
         return {"inputs": torch.stack(images) if same else images, "data_samples": data.get("data_samples")}
 
@@ -223,20 +226,23 @@ class CLIPtraseSegmentor(BaseSegmentor):
 
     def _score(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
         """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, threshold."""
-        scores = F.interpolate(scores[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
+        with stage("post-processing"):
+            return self._score_impl(scores, image, ori_shape)
+
+    def _score_impl(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+        # (1, P, h, w) with the strides of a true channels-last batch when the scores are pixel-major, so
+        # PyTorch takes its channels-last bilinear kernel (a (P, h, w) view with [None] would not)
+        batch = scores.permute(1, 2, 0)[None].permute(0, 3, 1, 2) if scores.stride(0) == 1 else scores[None]
+        scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
         if self.protocol.get("pamr_steps"):
             rgb = F.interpolate(image[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
             scores = pamr(rgb, scores, steps=int(self.protocol["pamr_steps"]))
-        probs = torch.softmax(self.protocol["logit_scale"] * scores[0], dim=0)  # (P, H, W)
-        class_probs = probs.new_full((self.n_classes, *probs.shape[1:]), -1.0)
-        class_probs = class_probs.index_reduce_(0, self.prompt_to_class, probs, "amax")
-        best, labels = class_probs.max(dim=0)
         thd = self.protocol.get("prob_thd_by_dataset", {}).get(
             self.dataset_name, self.protocol.get("prob_thd", 0.0)
         )
-        if thd:
-            labels[best < thd] = 0
-        return labels
+        return scores_to_labels(
+            scores[0], self.prompt_to_class, self.n_classes, self.protocol["logit_scale"], thd
+        )
 
     # -- BaseSegmentor's abstract training API: this segmentor is training-free ------------------------------
     def loss(self, inputs: Tensor, data_samples: list) -> dict:

@@ -101,7 +101,13 @@ def sliding_window_list(
             crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
             res = fn(crops)
             for r, (i, (y1, y2, x1, x2)) in zip(res, chunk):
-                if outs[i] is None:
-                    outs[i] = r.new_zeros(r.shape[0], *images[i].shape[-2:])
+                if outs[i] is None:  # same layout as the window outputs: strided adds are slow
+                    h, w = images[i].shape[-2:]
+                    cl = r.stride(0) == 1 and r.shape[0] > 1
+                    outs[i] = (
+                        r.new_zeros(h, w, r.shape[0]).permute(2, 0, 1)
+                        if cl
+                        else r.new_zeros(r.shape[0], h, w)
+                    )
                 outs[i][:, y1:y2, x1:x2] += r
     return [out / count for out, count in zip(outs, counts)]

@@ -84,7 +84,26 @@ def region_map(
     x = F.interpolate(x, size=(ratio * h, ratio * w), mode="bilinear", align_corners=False)
     x = median_filter2d(x, median_size)
     x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
-    return torch.nan_to_num(x, nan=-torch.inf).argmax(dim=1)
+    return first_argmax(torch.nan_to_num(x, nan=-torch.inf))
+
+
+def first_argmax(x: Tensor) -> Tensor:
+    """``x.argmax(dim=1)`` for NaN-free (B, K, H, W) with few channels: a running maximum over K.
+
+    Strict ``>`` keeps the first maximum, as ``argmax`` does (ties to the smallest index; all ``-inf``
+    gives 0). Over NCHW the reduction strides across whole planes and is slow on CPU; K full-plane
+    comparisons are not. Falls back to ``argmax`` beyond 64 channels.
+    """
+    if x.shape[1] > 64:
+        return x.argmax(dim=1)
+    best = x[:, 0]
+    idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)
+    for k in range(1, x.shape[1]):
+        v = x[:, k]
+        better = v > best
+        idx.masked_fill_(better, k)
+        best = torch.where(better, v, best)
+    return idx
 
 
 def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int) -> Tensor:
@@ -112,14 +131,17 @@ def mean_logits_vote(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
     """Replace each pixel's logits by the mean logits of its region (the authors' d2 variant, §10).
 
     Args:
-        logits: (B, C, H, W).
+        logits: (B, C, H, W), any memory format.
         regions: (B, H, W) region ids.
 
     Returns:
-        (B, C, H, W) region-averaged logits.
+        (B, C, H, W) region-averaged logits, channels-last (each pixel's C means are adjacent, which the
+        channel argmax and the window stitching read fast).
     """
     b, c, h, w = logits.shape
     onehot = F.one_hot(regions.reshape(b, -1), n_regions).to(logits.dtype)  # (B, HW, K)
-    sums = logits.reshape(b, c, -1) @ onehot  # (B, C, K)
-    means = sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(1)
-    return torch.gather(means, 2, regions.reshape(b, 1, -1).expand(b, c, -1)).reshape(b, c, h, w)
+    pixels = logits.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when logits are channels-last
+    sums = onehot.transpose(1, 2) @ pixels  # (B, K, C)
+    means = sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(-1)
+    out = torch.gather(means, 1, regions.reshape(b, -1, 1).expand(b, -1, c))  # (B, HW, C)
+    return out.reshape(b, h, w, c).permute(0, 3, 1, 2)

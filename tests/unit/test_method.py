@@ -12,11 +12,13 @@ from cliptrase.method.cliptrase import (
     apply_cls_product,
     cliptrase_segment,
     collapse_background,
+    patch_logits,
 )
 from cliptrase.method.correlation import qkv_cosine_correlation
 from cliptrase.method.denoise import subtract_cls_row
 from cliptrase.method.vote import (
     cluster_soft_masks,
+    first_argmax,
     majority_vote,
     mean_logits_vote,
     median_filter2d,
@@ -87,6 +89,42 @@ def test_cluster_soft_masks_are_member_means(rng):
     assert torch.isnan(masks[1, 1]).all()  # empty slot never wins the argmax
     regions = region_map(masks, (2, 3), (8, 12), ratio=4, median_size=7)
     assert regions.shape == (2, 8, 12) and int(regions[1].max()) == 0
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("grid", "out_hw"), [((14, 14), (224, 224)), ((21, 21), (336, 336)), ((3, 5), (37, 61))]
+)
+def test_patch_logits_bit_identical_to_the_authors_reshape(batch, grid, out_hw, rng):
+    """The channels-last permute gives exactly the values of the authors' ``.T.reshape(1, C', h, w)``."""
+    from cliptrase.models.dense import DenseFeatures
+
+    n = grid[0] * grid[1]
+    tokens = torch.nn.functional.normalize(
+        torch.from_numpy(rng.standard_normal((batch, 1 + n, 16))).float(), dim=-1
+    )
+    text = torch.nn.functional.normalize(torch.from_numpy(rng.standard_normal((53, 16))).float(), dim=-1)
+    feats = DenseFeatures(tokens=tokens, grid_hw=grid, qkv={})
+    out = patch_logits(feats, text, 100.0, out_hw)
+    for b in range(batch):  # the authors: one image, (N, C') product, transpose, reshape, interpolate
+        ref = (100.0 * tokens[b, 1:] @ text.t()).t().reshape(1, 53, *grid)
+        ref = torch.nn.functional.interpolate(ref, size=out_hw, mode="bilinear", align_corners=False)
+        assert torch.equal(out[b : b + 1], ref)
+        assert torch.equal(out[b : b + 1].argmax(1), ref.argmax(1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 17, 64, 65])
+def test_first_argmax_equals_argmax_with_ties(k, rng):
+    x = torch.from_numpy(rng.integers(0, 3, (2, k, 9, 11))).float()  # many exact ties
+    x[0, :, 0, 0] = -torch.inf  # all -inf: index 0, as argmax
+    x[1, :, 1, 1] = torch.inf
+    assert torch.equal(first_argmax(x), x.argmax(dim=1))
+    y = (
+        torch.from_numpy(rng.standard_normal((1, k, 8, 8)))
+        .float()
+        .contiguous(memory_format=torch.channels_last)
+    )
+    assert torch.equal(first_argmax(y), y.argmax(dim=1))
 
 
 def test_majority_vote_ties_to_smallest(rng):
