@@ -11,6 +11,17 @@ python scripts/bench.py eval [--images 6] [--device cpu]
     the whole harness (cliptrase-eval: dataset, segmentor, runner, metric) on the demo benchmark with
     ViT-B/16-sized random weights, paper224 and standard protocols: images/s and peak memory, each
     protocol in its own process so its peak RSS is its own.
+python scripts/bench.py table [--protocols paper224,paper336,standard] [--backbones ViT-B-16,ViT-L-14]
+                              [--precisions fp32,bf16] [--images N] [--device auto] [--workers 2]
+    one table: the harness (mmengine test loop, VOC21 vocabulary, synthetic 512x683 images in the VOC
+    layout) per protocol x backbone (random weights) x precision, each cell in its own process: images/s,
+    s/image, the bare open_clip image encoder on the same input in the same process and the ratio, peak
+    RSS (and CUDA max allocated), the per-image breakdown (data wait, encoder, logits, clustering,
+    post-processing, metric, other), the text classifier build time, and text prompts/s (77-token vs
+    truncated) per backbone. Figures exclude the first (warm-up) iteration.
+python scripts/bench.py leak [--images 1000] [--backbone ViT-S-16] [--protocol standard]
+    resident memory every 100 images over a long run (standard protocol, synthetic 512x683 images):
+    growth after warm-up should be ~0.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import open_clip
 import torch
+from mmengine.hooks import Hook
 from PIL import Image
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
@@ -39,6 +51,25 @@ from cliptrase.protocols.paper import (
     preprocess_gt,
     preprocess_image,
 )
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def timed_pair(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall times of ``a`` and ``b`` run alternately (drift in machine load hits both alike)."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, acc in ((a, ta), (b, tb)):
+            _sync()
+            t0 = time.perf_counter()
+            fn()
+            _sync()
+            acc.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -99,8 +130,7 @@ def bench_core(repeats: int, device: str) -> None:
             with torch.no_grad():
                 visual(x)
 
-        t_pipe = timed(pipeline, repeats)
-        t_bare = timed(bare, repeats)
+        t_pipe, t_bare = timed_pair(pipeline, bare, repeats)
         print(f"{size:>5} {t_pipe:>15.3f} {t_bare:>19.3f} {t_pipe / t_bare:>7.2f}x")
 
     bench_breakdown(pred, text, image, gt, repeats)
@@ -285,6 +315,320 @@ def bench_eval(images: int, device: str) -> None:
             )
 
 
+SYNTH_HW = (512, 683)
+"""Synthetic image size of the table and leak runs (the issue's GPU target is stated at 512 x 683)."""
+
+
+def write_synthetic_voc(root: str, images: int, distinct: int = 8, hw: tuple[int, int] = SYNTH_HW) -> None:
+    """``images`` entries in the VOC layout under ``root`` (``distinct`` files, listed repeatedly)."""
+    from pathlib import Path
+
+    root_p = Path(root)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root_p / sub).mkdir(parents=True, exist_ok=True)
+    stems = []
+    for i in range(min(distinct, images)):
+        image, labels = scene(*hw, seed=i)
+        image.save(root_p / "JPEGImages" / f"synth_{i:03d}.jpg", quality=95)
+        Image.fromarray(labels).save(root_p / "SegmentationClass" / f"synth_{i:03d}.png")
+        stems.append(f"synth_{i:03d}")
+    split = [stems[i % len(stems)] for i in range(images)]
+    (root_p / "ImageSets/Segmentation/val.txt").write_text("\n".join(split) + "\n")
+
+
+def _cell_overrides(
+    protocol: str,
+    backbone: str,
+    precision: str,
+    images: int,
+    device: str,
+    data_root: str,
+    work: str,
+    workers: int,
+) -> list[str]:
+    slug = "random_" + backbone.lower().replace("-", "_")
+    return [
+        "model=random_vit_b16",
+        f"model.name={backbone}",
+        f"model.slug={slug}",
+        "dataset=voc21",
+        f"dataset.data_root={data_root}",
+        f"protocol={protocol}",
+        f"precision={precision}",
+        f"device={device}",
+        f"max_images={images}",
+        f"num_workers={workers}",
+        f"paths.results_dir={work}",
+        "experiment_name=bench",
+    ]
+
+
+class BareEncoderHook(Hook):
+    """Runs ``fn`` (the bare encoder) after each test iteration past warm-up and records its time."""
+
+    priority = "LOW"
+
+    def __init__(self, fn: Callable[[], None], warmup: int = 1) -> None:
+        self.fn, self.warmup = fn, warmup
+        self.times: list[float] = []
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if batch_idx == self.warmup - 1:
+            self.fn()  # its own warm-up, before the timed iterations start
+            return
+        if batch_idx < self.warmup:
+            return
+        _sync()
+        t0 = time.perf_counter()
+        self.fn()
+        _sync()
+        self.times.append(time.perf_counter() - t0)
+
+
+def _bare_input_shape(cfg) -> tuple[int, tuple[int, int]]:
+    """(encoder passes per image, (batch, side)) of the bare-encoder baseline for ``cfg``'s protocol."""
+    import mmcv
+
+    from cliptrase.inference.sliding import window_boxes
+
+    if cfg.protocol.kind == "paper":
+        return 1, (int(cfg.batch_size), int(cfg.protocol.image_size))
+    short = cfg.protocol.short_side_by_dataset.get(cfg.dataset.name, cfg.protocol.short_side)
+    w, h = mmcv.rescale_size(SYNTH_HW[::-1], (2048, short))
+    crop, stride = int(cfg.protocol.crop), int(cfg.protocol.stride)
+    n_windows = len(window_boxes((h, w), (crop, crop), (stride, stride)))
+    return 1, (n_windows, crop)
+
+
+def table_cell(args) -> None:
+    """One table cell in this process; prints ``BENCH {json}``."""
+    import json
+
+    from cliptrase.cli.evaluate import evaluate
+    from cliptrase.cli.reproduce import compose_job
+    from cliptrase.config import validate
+    from cliptrase.evaluation.timing import StageTimerHook
+    from cliptrase.predictor import PRECISIONS
+    from cliptrase.utils.device import resolve_device
+    from cliptrase.utils.profiling import STAGES, StageTimer, peak_rss_mb
+
+    device = resolve_device(args.device)
+    cfg = compose_job(
+        _cell_overrides(
+            args.protocol,
+            args.backbone,
+            args.precision,
+            args.images,
+            str(device),
+            args.data_root,
+            args.work,
+            args.workers,
+        )
+    )
+    groups = validate(cfg)
+    # the bare open_clip image encoder on inputs of the same shape and precision, run after every
+    # iteration of the same loop (interleaved, so drift in machine load hits both alike)
+    passes, (batch, side) = _bare_input_shape(cfg)
+    visual = open_clip.create_model(args.backbone, force_image_size=side, device=device).eval().visual
+    x = torch.randn(batch, 3, side, side, device=device)
+
+    def bare() -> None:
+        autocast = torch.autocast(device.type, PRECISIONS[args.precision], enabled=args.precision != "fp32")
+        with torch.no_grad(), autocast:
+            for _ in range(passes):
+                visual(x)
+
+    timer = StageTimer()
+    hook = StageTimerHook(timer, warmup=1)
+    bare_hook = BareEncoderHook(bare, warmup=1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with timer.activate():
+        evaluate(cfg, groups, "bench", hooks=[bare_hook, hook])
+    n = max(hook.images, 1)
+    per_image = (hook.seconds - sum(bare_hook.times)) / n
+    stages = {k: 1e3 * timer.totals.get(k, 0.0) / n for k in STAGES}
+    stages["other"] = max(1e3 * per_image - sum(stages.values()), 0.0)
+    out = {
+        "protocol": args.protocol,
+        "backbone": args.backbone,
+        "precision": args.precision,
+        "device": str(device),
+        "images": hook.images,
+        "s_per_image": per_image,
+        "bare_s_per_image": statistics.median(bare_hook.times)
+        / (batch if cfg.protocol.kind == "paper" else 1),
+        "stages_ms": stages,
+        "text_s": timer.totals.get("text", 0.0),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if device.type == "cuda":
+        out["max_cuda_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
+
+    if args.text_prompts:
+        clip = load_clip(args.backbone, RANDOM, device=device)
+        templates = CLIPtrasePredictor(clip).templates
+        names = ["cat", "dog", "potted plant", "background", "sky", "road", "person", "grass"]
+        prompts = [t.format(c) for c in names for t in templates][: args.text_prompts]
+        tokens = clip.tokenizer(prompts).to(device)
+        full = timed(lambda: clip.model.encode_text(tokens), 1)
+        short = timed(lambda: encode_text_truncated(clip.model, tokens), 1)
+        out["text_prompts"] = len(prompts)
+        out["text_full_pps"] = len(prompts) / full
+        out["text_truncated_pps"] = len(prompts) / short
+    print("BENCH " + json.dumps(out), flush=True)
+
+
+def _run_cell(argv: list[str]) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"bench cell {argv} failed (exit {proc.returncode}); its stderr is above")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH "))
+    return json.loads(line[6:])
+
+
+def bench_table(args) -> None:
+    import tempfile
+
+    from cliptrase.utils.device import resolve_device
+    from cliptrase.utils.profiling import STAGES
+
+    device = resolve_device(args.device)
+    images = args.images or (64 if device.type == "cuda" else 4)
+    protocols = args.protocols.split(",")
+    backbones = args.backbones.split(",")
+    precisions = args.precisions.split(",")
+    print(
+        f"\n== table: harness per image (mmengine test loop, VOC21 vocabulary, synthetic "
+        f"{SYNTH_HW[0]}x{SYNTH_HW[1]} images), random weights, {device}, {torch.get_num_threads()} threads, "
+        f"{images} images (first one = warm-up, not counted), {args.workers} loader workers =="
+    )
+    head = (
+        f"{'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
+        f"{'RSS MB':>7} {'CUDA MB':>8} | "
+        + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
+        + f" | {'text s':>6}"
+    )
+    print(head + "\n" + "-" * len(head))
+    text_rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_root = f"{tmp}/data"
+        write_synthetic_voc(data_root, images)
+        for backbone in backbones:
+            for protocol in protocols:
+                for precision in precisions:
+                    first = protocol == protocols[0] and precision == precisions[0]
+                    r = _run_cell(
+                        [
+                            "table-cell",
+                            protocol,
+                            backbone,
+                            precision,
+                            str(images),
+                            str(device),
+                            data_root,
+                            f"{tmp}/work",
+                            str(args.workers),
+                            str(args.repeats),
+                            str(args.text_prompts if first else 0),
+                        ]
+                    )
+                    cuda = f"{r['max_cuda_alloc_mb']:>8.0f}" if "max_cuda_alloc_mb" in r else f"{'-':>8}"
+                    st = r["stages_ms"]
+                    print(
+                        f"{protocol:<9} {backbone:<9} {precision:<5} {1 / r['s_per_image']:>7.2f} "
+                        f"{r['s_per_image']:>7.3f} {r['bare_s_per_image']:>7.3f} "
+                        f"{r['s_per_image'] / r['bare_s_per_image']:>5.2f}x "
+                        f"{r['peak_rss_mb']:>7.0f} {cuda} | "
+                        + " ".join(f"{st[k]:>7.1f}" for k in (*STAGES, "other"))
+                        + f" | {r['text_s']:>6.2f}",
+                        flush=True,
+                    )
+                    if "text_prompts" in r:
+                        text_rows.append(r)
+    print("stage columns: ms per image; 'data' = loader wait + normalisation; 'text s' = classifier, once")
+    if text_rows:
+        print(
+            f"\n{'backbone':<10} {'prompts':>8} {'77-token prompts/s':>19} {'truncated prompts/s':>20} "
+            f"{'speed-up':>9}"
+        )
+        for r in text_rows:
+            print(
+                f"{r['backbone']:<10} {r['text_prompts']:>8} {r['text_full_pps']:>19.0f} "
+                f"{r['text_truncated_pps']:>20.0f} {r['text_truncated_pps'] / r['text_full_pps']:>8.1f}x"
+            )
+
+
+def leak_cell(args) -> None:
+    """A long run with RSS sampled every ``args.every`` images; prints ``BENCH {json}``."""
+    import json
+
+    from cliptrase.cli.evaluate import evaluate
+    from cliptrase.cli.reproduce import compose_job
+    from cliptrase.config import validate
+    from cliptrase.evaluation.timing import StageTimerHook
+    from cliptrase.utils.profiling import StageTimer
+
+    cfg = compose_job(
+        _cell_overrides(
+            args.protocol,
+            args.backbone,
+            "fp32",
+            args.images,
+            args.device,
+            args.data_root,
+            args.work,
+            args.workers,
+        )
+    )
+    timer = StageTimer()
+    hook = StageTimerHook(timer, warmup=1, rss_every=args.every)
+    evaluate(cfg, validate(cfg), "leak", hooks=[hook])
+    print(
+        "BENCH " + json.dumps({"rss": hook.rss, "s_per_image": hook.seconds / max(hook.images, 1)}),
+        flush=True,
+    )
+
+
+def bench_leak(args) -> None:
+    import tempfile
+
+    print(
+        f"\n== leak: {args.protocol} protocol, {args.backbone} random weights, {args.images} synthetic "
+        f"{SYNTH_HW[0]}x{SYNTH_HW[1]} images, {args.device}, RSS every {args.every} images =="
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_synthetic_voc(f"{tmp}/data", args.images)
+        r = _run_cell(
+            [
+                "leak-cell",
+                args.protocol,
+                args.backbone,
+                str(args.images),
+                args.device,
+                f"{tmp}/data",
+                f"{tmp}/work",
+                str(args.workers),
+                str(args.every),
+            ]
+        )
+    print(f"{'images':>7} {'RSS MB':>8}")
+    for seen, rss in r["rss"]:
+        print(f"{seen:>7} {rss:>8.1f}")
+    if len(r["rss"]) >= 2:
+        (n0, r0), (n1, r1) = r["rss"][0], r["rss"][-1]
+        print(
+            f"growth from image {n0} to {n1}: {r1 - r0:+.1f} MB "
+            f"({(r1 - r0) / (n1 - n0) * 1024:+.2f} KB/image); "
+            f"{r['s_per_image']:.3f} s/image"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="suite", required=True)
@@ -296,6 +640,40 @@ def main() -> None:
     ev.add_argument("--device", default="cpu")
     prec = sub.add_parser("precision", help="golden mIoU at fp32 / bf16 / fp16")
     prec.add_argument("--device", default="cpu")
+    tab = sub.add_parser("table", help="protocol x backbone x precision table with the stage breakdown")
+    tab.add_argument("--protocols", default="paper224,paper336,standard")
+    tab.add_argument("--backbones", default="ViT-B-16,ViT-L-14")
+    tab.add_argument("--precisions", default="fp32,bf16")
+    tab.add_argument("--images", type=int, default=0, help="per cell (default 4 on CPU, 64 on CUDA)")
+    tab.add_argument("--device", default="auto")
+    tab.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    tab.add_argument("--repeats", type=int, default=3, help="repeats of the bare-encoder timing")
+    tab.add_argument("--text-prompts", type=int, default=160, help="prompts of the text timing (0: skip)")
+    cell = sub.add_parser("table-cell", help=argparse.SUPPRESS)
+    for name in ("protocol", "backbone", "precision"):
+        cell.add_argument(name)
+    cell.add_argument("images", type=int)
+    cell.add_argument("device")
+    cell.add_argument("data_root")
+    cell.add_argument("work")
+    cell.add_argument("workers", type=int)
+    cell.add_argument("repeats", type=int)
+    cell.add_argument("text_prompts", type=int)
+    leak = sub.add_parser("leak", help="RSS over a long run (no growth expected)")
+    leak.add_argument("--images", type=int, default=1000)
+    leak.add_argument("--backbone", default="ViT-S-16")
+    leak.add_argument("--protocol", default="standard")
+    leak.add_argument("--device", default="cpu")
+    leak.add_argument("--workers", type=int, default=2)
+    leak.add_argument("--every", type=int, default=100)
+    lcell = sub.add_parser("leak-cell", help=argparse.SUPPRESS)
+    for name in ("protocol", "backbone"):
+        lcell.add_argument(name)
+    lcell.add_argument("images", type=int)
+    for name in ("device", "data_root", "work"):
+        lcell.add_argument(name)
+    lcell.add_argument("workers", type=int)
+    lcell.add_argument("every", type=int)
     one = sub.add_parser("eval-one", help=argparse.SUPPRESS)
     one.add_argument("protocol")
     one.add_argument("images", type=int)
@@ -309,6 +687,14 @@ def main() -> None:
         bench_precision(args.device)
     elif args.suite == "eval":
         bench_eval(args.images, args.device)
+    elif args.suite == "table":
+        bench_table(args)
+    elif args.suite == "table-cell":
+        table_cell(args)
+    elif args.suite == "leak":
+        bench_leak(args)
+    elif args.suite == "leak-cell":
+        leak_cell(args)
     else:
         eval_one(args.protocol, args.images, args.device, args.results)
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import torch
@@ -26,6 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.config import register_configs, validate
 from cliptrase.utils.fs import ensure_writable
+
+if TYPE_CHECKING:
+    from mmengine.hooks import Hook
 
 
 def is_main_process() -> bool:
@@ -185,8 +189,10 @@ def run(cfg: DictConfig) -> dict | None:
     return metrics
 
 
-def evaluate(cfg: DictConfig, groups: dict, run_name: str = "run") -> tuple[dict, dict, int, str]:
-    """Build dataset, segmentor and metric; run mmengine's test loop.
+def evaluate(
+    cfg: DictConfig, groups: dict, run_name: str = "run", hooks: Sequence[Hook] = ()
+) -> tuple[dict, dict, int, str]:
+    """Build dataset, segmentor and metric; run mmengine's test loop (with ``hooks`` added to it).
 
     Returns:
         Summary metrics, per-class lists, number of images, device name.
@@ -195,10 +201,12 @@ def evaluate(cfg: DictConfig, groups: dict, run_name: str = "run") -> tuple[dict
 
     # Names in pipelines and configs resolve in cliptrase's registries (children of mmseg's).
     with DefaultScope.overwrite_default_scope("cliptrase"):
-        return _evaluate(cfg, groups, run_name)
+        return _evaluate(cfg, groups, run_name, hooks)
 
 
-def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict, int, str]:
+def _evaluate(
+    cfg: DictConfig, groups: dict, run_name: str, extra_hooks: Sequence[Hook]
+) -> tuple[dict, dict, int, str]:
     from mmengine.runner import Runner
 
     from cliptrase.datasets.config import build_dataset
@@ -250,6 +258,7 @@ def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict,
     if cfg.save_predictions:
         out = Path(cfg.paths.results_dir) / cfg.experiment_name / "predictions" / run_name
         hooks.append(SavePredictionsHook(out, int(cfg.save_predictions), voc["class_names"]))
+    hooks.extend(extra_hooks)
     runner = Runner(
         model=segmentor,
         work_dir=str(work_dir / "mmengine"),
@@ -258,6 +267,7 @@ def _evaluate(cfg: DictConfig, groups: dict, run_name: str) -> tuple[dict, dict,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
             persistent_workers=False,
+            pin_memory=device.type == "cuda",
             sampler=dict(type="DefaultSampler", shuffle=False),
             collate_fn=dict(type="pseudo_collate"),
         ),
