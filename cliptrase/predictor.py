@@ -38,6 +38,8 @@ class CLIPtrasePredictor:
         templates: prompt template set name.
         precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower; the
             tokens, correlations and everything after them are cast back to fp32.
+        compile: ``torch.compile`` the unmodified leading blocks of the image tower (see
+            :class:`~cliptrase.models.dense.DenseEncoder`); the first call per input shape compiles.
     """
 
     def __init__(
@@ -48,13 +50,14 @@ class CLIPtrasePredictor:
         pos_offset: float | None = PAPER_POS_OFFSET,
         templates: str = "imagenet80",
         precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
         self.clip = clip
         self.last_block = last_block
-        self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset)
+        self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset, compile=compile)
         self.templates = load_templates(templates)
 
     @property

@@ -138,6 +138,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         device: ``auto``, ``cpu`` or ``cuda``.
         window_batch: windows per forward pass in slide mode.
         precision: image-tower precision, ``fp32`` (exact), ``bf16`` or ``fp16``.
+        compile: ``torch.compile`` the unmodified leading blocks of the image tower.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         device: str = "auto",
         window_batch: int = 16,
         precision: str = "fp32",
+        compile: bool = False,
         data_preprocessor: dict | None = None,
     ) -> None:
         device_t = resolve_device(device)
@@ -167,7 +169,11 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.is_paper = self.protocol["kind"] == "paper"
         last_block = last_block_spec(method)
         self.predictor = CLIPtrasePredictor(
-            clip, last_block=last_block, pos_offset=self.protocol.get("pos_offset"), precision=precision
+            clip,
+            last_block=last_block,
+            pos_offset=self.protocol.get("pos_offset"),
+            precision=precision,
+            compile=compile,
         )
         self.clip_model = clip.model  # registered as a submodule so .to(device) and eval() reach it
         self.prompts = list(prompts)

@@ -52,6 +52,7 @@ HASH_EXCLUDE = (
     "experiment_name",
     "window_batch",
     "batch_size",
+    "threads",
 )
 """Keys that do not change the numbers and therefore not the config hash."""
 
@@ -225,6 +226,8 @@ def _evaluate(
             overrides[key] = getattr(ds_cfg, key)
     dataset = build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
     device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         device = _init_distributed(device)
@@ -243,6 +246,7 @@ def _evaluate(
             device=str(device),
             window_batch=cfg.window_batch,
             precision=cfg.precision,
+            compile=bool(cfg.compile),
         )
     )
     if proto_cfg.metric == "paper_scores":
@@ -267,6 +271,7 @@ def _evaluate(
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
             persistent_workers=False,
+            prefetch_factor=4 if cfg.num_workers else None,
             pin_memory=device.type == "cuda",
             sampler=dict(type="DefaultSampler", shuffle=False),
             collate_fn=dict(type="pseudo_collate"),

@@ -191,12 +191,19 @@ class DenseEncoder:
         visual: ``model.visual`` of an open_clip CLIP ViT.
         pos_offset: offset of the positional-table interpolation (``0.1`` = the authors'; ``None`` = resize
             to the grid size).
+        compile: run the unmodified leading blocks (all but the last and the collected ones) through
+            ``torch.compile``; the first call per input shape compiles (seconds to minutes).
     """
 
-    def __init__(self, visual: nn.Module, *, pos_offset: float | None = PAPER_POS_OFFSET) -> None:
+    def __init__(
+        self, visual: nn.Module, *, pos_offset: float | None = PAPER_POS_OFFSET, compile: bool = False
+    ) -> None:
         _check_supported(visual)
         self.visual = visual
         self.pos_offset = pos_offset
+        self.compiled = compile
+        # the unmodified leading blocks (the bulk of the compute) as one function; torch.compile'd on request
+        self._trunk = torch.compile(self._run_trunk) if compile else self._run_trunk
         self.depth = len(visual.transformer.resblocks)
         ps = visual.conv1.kernel_size
         self.patch_size: tuple[int, int] = (int(ps[0]), int(ps[1]))
@@ -233,10 +240,18 @@ class DenseEncoder:
         x = torch.cat([cls, x], dim=1) + self.pos_embed(grid_hw).to(x.dtype)
         return self.visual.ln_pre(x), grid_hw
 
-    def _builtin_block(self, block: nn.Module, x: Tensor) -> Tensor:
+    def _run_trunk_block(self, block: nn.Module, x: Tensor) -> Tensor:
         if self._batch_first:
             return block(x)
         return block(x.transpose(0, 1)).transpose(0, 1)
+
+    def _run_trunk(self, x: Tensor, stop: int) -> Tensor:
+        """open_clip's own blocks ``0 .. stop-1`` on batch-first tokens."""
+        if not self._batch_first:
+            x = x.transpose(0, 1)
+        for block in self.visual.transformer.resblocks[:stop]:
+            x = block(x)
+        return x if self._batch_first else x.transpose(0, 1)
 
     def __call__(
         self,
@@ -258,13 +273,17 @@ class DenseEncoder:
         wanted = {self.block_index(i): i for i in collect}
         x, grid_hw = self.embed(images)
         qkv: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        for idx, block in enumerate(self.visual.transformer.resblocks):
+        first = min([last, *wanted])  # blocks before it are open_clip's, unmodified
+        if first:
+            x = self._trunk(x, first)
+        for idx in range(first, self.depth):
+            block = self.visual.transformer.resblocks[idx]
             if idx == last:
                 x, block_qkv = run_block(block, x, spec, grid_hw)
             elif idx in wanted:
                 x, block_qkv = run_block(block, x, LastBlockSpec(), grid_hw)
             else:
-                x = self._builtin_block(block, x)
+                x = self._run_trunk_block(block, x)
                 continue
             if idx in wanted:
                 qkv[wanted[idx]] = block_qkv

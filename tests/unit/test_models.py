@@ -167,3 +167,21 @@ def test_weights_file_errors(tmp_path):
 def test_empty_class_list(golden_clip):
     with pytest.raises(ValueError, match="empty class list"):
         build_text_classifier(golden_clip.model, golden_clip.tokenizer, [], load_templates())
+
+
+@pytest.mark.slow
+def test_compiled_trunk_equals_eager(tiny_clip, images):
+    """torch.compile of the leading blocks (inductor, CPU): tokens and q/k/v within 1e-5, same labels."""
+    from cliptrase.method.cliptrase import CLIPtraseOptions
+    from cliptrase.predictor import CLIPtrasePredictor
+
+    opts = CLIPtraseOptions(eps=0.7, min_samples=3)
+    eager = CLIPtrasePredictor(tiny_clip)
+    compiled = CLIPtrasePredictor(tiny_clip, compile=True)
+    assert compiled.encoder.compiled and not eager.encoder.compiled
+    text = eager.text_classifier(["cat", "dog", "sky"])
+    a, b = eager.encode(images, opts), compiled.encode(images, opts)
+    torch.testing.assert_close(b.tokens, a.tokens, atol=1e-5, rtol=0)
+    for u, v in zip(a.qkv[-2], b.qkv[-2]):
+        torch.testing.assert_close(v, u, atol=1e-5, rtol=0)
+    assert torch.equal(compiled(images, text, opts).pred, eager(images, text, opts).pred)
