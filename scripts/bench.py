@@ -345,6 +345,8 @@ def _cell_overrides(
     data_root: str,
     work: str,
     workers: int,
+    batch_size: int = 1,
+    window_batch: int = 16,
 ) -> list[str]:
     slug = "random_" + backbone.lower().replace("-", "_")
     return [
@@ -358,6 +360,8 @@ def _cell_overrides(
         f"device={device}",
         f"max_images={images}",
         f"num_workers={workers}",
+        f"batch_size={batch_size}",
+        f"window_batch={window_batch}",
         f"paths.results_dir={work}",
         "experiment_name=bench",
     ]
@@ -396,8 +400,11 @@ def _bare_input_shape(cfg) -> tuple[int, tuple[int, int]]:
     short = cfg.protocol.short_side_by_dataset.get(cfg.dataset.name, cfg.protocol.short_side)
     w, h = mmcv.rescale_size(SYNTH_HW[::-1], (2048, short))
     crop, stride = int(cfg.protocol.crop), int(cfg.protocol.stride)
-    n_windows = len(window_boxes((h, w), (crop, crop), (stride, stride)))
-    return 1, (n_windows, crop)
+    n_windows = len(window_boxes((h, w), (crop, crop), (stride, stride))) * int(cfg.batch_size)
+    window_batch = int(cfg.window_batch)
+    if n_windows <= window_batch:
+        return 1, (n_windows, crop)
+    return -(-n_windows // window_batch), (window_batch, crop)  # whole batches (an upper bound)
 
 
 def table_cell(args) -> None:
@@ -423,6 +430,8 @@ def table_cell(args) -> None:
             args.data_root,
             args.work,
             args.workers,
+            args.batch_size,
+            args.window_batch,
         )
     )
     groups = validate(cfg)
@@ -456,8 +465,7 @@ def table_cell(args) -> None:
         "device": str(device),
         "images": hook.images,
         "s_per_image": per_image,
-        "bare_s_per_image": statistics.median(bare_hook.times)
-        / (batch if cfg.protocol.kind == "paper" else 1),
+        "bare_s_per_image": statistics.median(bare_hook.times) / int(cfg.batch_size),
         "stages_ms": stages,
         "text_s": timer.totals.get("text", 0.0),
         "peak_rss_mb": peak_rss_mb(),
@@ -499,14 +507,18 @@ def bench_table(args) -> None:
     from cliptrase.utils.profiling import STAGES
 
     device = resolve_device(args.device)
-    images = args.images or (64 if device.type == "cuda" else 4)
+    cuda = device.type == "cuda"
+    images = args.images or (256 if cuda else 4)
+    batch_size = args.batch_size or (8 if cuda else 1)
+    window_batch = args.window_batch or (64 if cuda else 16)
     protocols = args.protocols.split(",")
     backbones = args.backbones.split(",")
     precisions = args.precisions.split(",")
     print(
         f"\n== table: harness per image (mmengine test loop, VOC21 vocabulary, synthetic "
         f"{SYNTH_HW[0]}x{SYNTH_HW[1]} images), random weights, {device}, {torch.get_num_threads()} threads, "
-        f"{images} images (first one = warm-up, not counted), {args.workers} loader workers =="
+        f"{images} images, batch {batch_size}, window batch {window_batch} (first batch = warm-up, not "
+        f"counted), {args.workers} loader workers =="
     )
     head = (
         f"{'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
@@ -536,15 +548,17 @@ def bench_table(args) -> None:
                             str(args.workers),
                             str(args.repeats),
                             str(args.text_prompts if first else 0),
+                            str(batch_size),
+                            str(window_batch),
                         ]
                     )
-                    cuda = f"{r['max_cuda_alloc_mb']:>8.0f}" if "max_cuda_alloc_mb" in r else f"{'-':>8}"
+                    cuda_mb = f"{r['max_cuda_alloc_mb']:>8.0f}" if "max_cuda_alloc_mb" in r else f"{'-':>8}"
                     st = r["stages_ms"]
                     print(
                         f"{protocol:<9} {backbone:<9} {precision:<5} {1 / r['s_per_image']:>7.2f} "
                         f"{r['s_per_image']:>7.3f} {r['bare_s_per_image']:>7.3f} "
                         f"{r['s_per_image'] / r['bare_s_per_image']:>5.2f}x "
-                        f"{r['peak_rss_mb']:>7.0f} {cuda} | "
+                        f"{r['peak_rss_mb']:>7.0f} {cuda_mb} | "
                         + " ".join(f"{st[k]:>7.1f}" for k in (*STAGES, "other"))
                         + f" | {r['text_s']:>6.2f}",
                         flush=True,
@@ -647,6 +661,10 @@ def main() -> None:
     tab.add_argument("--images", type=int, default=0, help="per cell (default 4 on CPU, 64 on CUDA)")
     tab.add_argument("--device", default="auto")
     tab.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
+    tab.add_argument(
+        "--batch-size", type=int, default=0, help="images per step (default 1 on CPU, 8 on CUDA)"
+    )
+    tab.add_argument("--window-batch", type=int, default=0, help="windows per pass (default 16 CPU, 64 CUDA)")
     tab.add_argument("--repeats", type=int, default=3, help="repeats of the bare-encoder timing")
     tab.add_argument("--text-prompts", type=int, default=160, help="prompts of the text timing (0: skip)")
     cell = sub.add_parser("table-cell", help=argparse.SUPPRESS)
@@ -659,6 +677,8 @@ def main() -> None:
     cell.add_argument("workers", type=int)
     cell.add_argument("repeats", type=int)
     cell.add_argument("text_prompts", type=int)
+    cell.add_argument("batch_size", type=int)
+    cell.add_argument("window_batch", type=int)
     leak = sub.add_parser("leak", help="RSS over a long run (no growth expected)")
     leak.add_argument("--images", type=int, default=1000)
     leak.add_argument("--backbone", default="ViT-S-16")
