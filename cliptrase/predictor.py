@@ -19,7 +19,7 @@ from cliptrase.method.cliptrase import (
 )
 from cliptrase.models.clip import LoadedClip
 from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures, LastBlockSpec
-from cliptrase.models.text import cached_text_classifier, load_templates
+from cliptrase.models.text import cached_text_classifier, load_templates, text_weights_fingerprint
 from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
@@ -71,18 +71,16 @@ class CLIPtrasePredictor:
         return float(self.clip.model.logit_scale.detach().exp())
 
     def text_classifier(self, names: Sequence[str]) -> Tensor:
-        """(len(names), E) classifier rows, cached on disk unless the weights are random."""
+        """(len(names), E) classifier rows, cached on disk (random weights: keyed by a weights hash)."""
         names = list(names)
         if not names or any(not n.strip() for n in names):
             raise ValueError(f"class list must be non-empty and hold no empty names, got {names!r}")
+        model_id = self.clip.model_id
+        if self.clip.is_random:  # same name, different weights per seed: key by the weights themselves
+            model_id += ":" + text_weights_fingerprint(self.clip.model)
         with stage("text"):
             return cached_text_classifier(
-                self.clip.model,
-                self.clip.tokenizer,
-                self.clip.model_id,
-                names,
-                self.templates,
-                use_cache=not self.clip.is_random,
+                self.clip.model, self.clip.tokenizer, model_id, names, self.templates
             )
 
     @torch.no_grad()

@@ -631,14 +631,15 @@ def bench_leak(args) -> None:
                 str(args.every),
             ]
         )
-    print(f"{'images':>7} {'RSS MB':>8}")
-    for seen, rss in r["rss"]:
-        print(f"{seen:>7} {rss:>8.1f}")
-    if len(r["rss"]) >= 2:
-        (n0, r0), (n1, r1) = r["rss"][0], r["rss"][-1]
+    print(f"{'images':>7} {'RSS MB':>8} {'trimmed RSS MB':>15} {'live tensors':>13}")
+    for seen, raw, trimmed, tensors in r["rss"]:
+        print(f"{seen:>7} {raw:>8.1f} {trimmed:>15.1f} {tensors:>13}")
+    print("trimmed = after gc.collect() + malloc_trim(0): glibc otherwise keeps freed heap pages resident")
+    if len(r["rss"]) >= 3:
+        (n0, _, t0, c0), (n1, _, t1, c1) = r["rss"][1], r["rss"][-1]  # from the 2nd sample: warm
         print(
-            f"growth from image {n0} to {n1}: {r1 - r0:+.1f} MB "
-            f"({(r1 - r0) / (n1 - n0) * 1024:+.2f} KB/image); "
+            f"growth from image {n0} to {n1}: trimmed RSS {t1 - t0:+.1f} MB "
+            f"({(t1 - t0) / (n1 - n0) * 1024:+.2f} KB/image), live tensors {c1 - c0:+d}; "
             f"{r['s_per_image']:.3f} s/image"
         )
 

@@ -6,7 +6,7 @@ import time
 
 from mmengine.hooks import Hook
 
-from cliptrase.utils.profiling import StageTimer, current_rss_mb
+from cliptrase.utils.profiling import StageTimer, current_rss_mb, live_tensor_count, trimmed_rss_mb
 
 
 class StageTimerHook(Hook):
@@ -20,7 +20,8 @@ class StageTimerHook(Hook):
     Args:
         timer: where stage times go.
         warmup: iterations left out of every figure (``text`` is kept: it happens once, before them).
-        rss_every: images between RSS samples (0: none).
+        rss_every: images between memory samples (0: none); each records (images seen, RSS MiB, RSS MiB
+            after ``gc`` + ``malloc_trim``, live tensors).
     """
 
     priority = "LOWEST"  # after other hooks' after_test_iter work, which is then not counted as data wait
@@ -29,7 +30,7 @@ class StageTimerHook(Hook):
         self.timer, self.warmup, self.rss_every = timer, warmup, rss_every
         self.images = 0  # counted after warm-up
         self.seen = 0  # all images
-        self.rss: list[tuple[int, float]] = []  # (images seen, MiB)
+        self.rss: list[tuple[int, float, float, int]] = []  # see rss_every
         self.t_start: float | None = None
         self.t_end: float | None = None
         self._last: float | None = None
@@ -51,7 +52,8 @@ class StageTimerHook(Hook):
         elif batch_idx >= self.warmup:
             self.images += n
         if self.rss_every and self.seen // self.rss_every > (self.seen - n) // self.rss_every:
-            self.rss.append((self.seen, current_rss_mb()))
+            raw = current_rss_mb()
+            self.rss.append((self.seen, raw, trimmed_rss_mb(), live_tensor_count()))
         self._last = time.perf_counter()
 
     def after_test_epoch(self, runner, metrics=None) -> None:

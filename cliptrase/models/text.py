@@ -132,6 +132,21 @@ def classifier_cache_key(model_id: str, names: Sequence[str], templates: Sequenc
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
+def text_weights_fingerprint(model: nn.Module) -> str:
+    """Short hash of the text tower's weights (a slice of every block plus the embedding tables).
+
+    Random-weight models share a ``model_id`` but not their weights; keying their cached classifiers by
+    this fingerprint keeps two initialisations apart while letting a seeded re-run (a sweep, a benchmark)
+    reuse its classifier.
+    """
+    parts = [model.text_projection, model.positional_embedding, model.token_embedding.weight[:64]]
+    parts += [block.attn.in_proj_weight[:4] for block in model.transformer.resblocks]
+    digest = hashlib.sha256()
+    for t in parts:
+        digest.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def cached_text_classifier(
     model: nn.Module,
     tokenizer,
@@ -143,7 +158,8 @@ def cached_text_classifier(
 ) -> Tensor:
     """:func:`build_text_classifier`, read from / written to ``<cache>/text/<key>.pt`` when allowed.
 
-    Random-weight models are never cached (their weights differ per run). Writes are atomic.
+    ``model_id`` must identify the weights (for random weights add :func:`text_weights_fingerprint`).
+    Writes are atomic.
     """
     if not use_cache:
         return build_text_classifier(model, tokenizer, names, templates)

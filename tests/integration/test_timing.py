@@ -53,7 +53,8 @@ def test_stage_timer_hook_on_the_harness(protocol, tmp_path, tiny_arch):
     with timer.activate():
         _, _, n_images, _ = evaluate(cfg, validate(cfg), "timing", hooks=[hook])
     assert n_images == 3 and hook.seen == 3 and hook.images == 2
-    assert [n for n, _ in hook.rss] == [1, 2, 3] and all(mb > 0 for _, mb in hook.rss)
+    assert [r[0] for r in hook.rss] == [1, 2, 3]
+    assert all(raw > 0 and trimmed > 0 and tensors > 0 for _, raw, trimmed, tensors in hook.rss)
     assert {"data", "encoder", "logits", "metric", "text"} <= set(timer.totals)
     assert timer.calls["metric"] == 2  # warm-up iteration dropped
     per_image = sum(timer.totals[k] for k in STAGES if k in timer.totals)

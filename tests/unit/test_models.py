@@ -185,3 +185,19 @@ def test_compiled_trunk_equals_eager(tiny_clip, images):
     for u, v in zip(a.qkv[-2], b.qkv[-2]):
         torch.testing.assert_close(v, u, atol=1e-5, rtol=0)
     assert torch.equal(compiled(images, text, opts).pred, eager(images, text, opts).pred)
+
+
+def test_random_weights_cache_keyed_by_weights(tiny_arch, monkeypatch, tmp_path):
+    """Same seed -> same weights -> cache hit; another seed -> another entry, never the first's rows."""
+    from cliptrase.models.clip import RANDOM, load_clip
+    from cliptrase.predictor import CLIPtrasePredictor
+
+    monkeypatch.setenv("CLIPTRASE_CACHE", str(tmp_path))
+    rows = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        pred = CLIPtrasePredictor(load_clip(tiny_arch, RANDOM), templates="imagenet80")
+        pred.templates = pred.templates[:2]
+        rows.append(pred.text_classifier(["cat", "dog"]))
+    assert len(list((tmp_path / "text").glob("*.pt"))) == 2
+    assert torch.equal(rows[0], rows[1]) and not torch.allclose(rows[0], rows[2])
