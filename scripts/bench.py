@@ -411,7 +411,7 @@ def table_cell(args) -> None:
     """One table cell in this process; prints ``BENCH {json}``."""
     import json
 
-    from cliptrase.cli.evaluate import evaluate
+    from cliptrase.cli.evaluate import evaluate, seed_everything
     from cliptrase.cli.reproduce import compose_job
     from cliptrase.config import validate
     from cliptrase.evaluation.timing import StageTimerHook
@@ -435,6 +435,7 @@ def table_cell(args) -> None:
         )
     )
     groups = validate(cfg)
+    seed_everything(cfg.seed)  # as cliptrase-eval: same random weights in every cell (text cache hits)
     # the bare open_clip image encoder on inputs of the same shape and precision, run after every
     # iteration of the same loop (interleaved, so drift in machine load hits both alike)
     passes, (batch, side) = _bare_input_shape(cfg)
@@ -582,7 +583,7 @@ def leak_cell(args) -> None:
     """A long run with RSS sampled every ``args.every`` images; prints ``BENCH {json}``."""
     import json
 
-    from cliptrase.cli.evaluate import evaluate
+    from cliptrase.cli.evaluate import evaluate, seed_everything
     from cliptrase.cli.reproduce import compose_job
     from cliptrase.config import validate
     from cliptrase.evaluation.timing import StageTimerHook
@@ -602,7 +603,9 @@ def leak_cell(args) -> None:
     )
     timer = StageTimer()
     hook = StageTimerHook(timer, warmup=1, rss_every=args.every)
-    evaluate(cfg, validate(cfg), "leak", hooks=[hook])
+    groups = validate(cfg)
+    seed_everything(cfg.seed)
+    evaluate(cfg, groups, "leak", hooks=[hook])
     print(
         "BENCH " + json.dumps({"rss": hook.rss, "s_per_image": hook.seconds / max(hook.images, 1)}),
         flush=True,
