@@ -191,8 +191,9 @@ class DenseEncoder:
         visual: ``model.visual`` of an open_clip CLIP ViT.
         pos_offset: offset of the positional-table interpolation (``0.1`` = the authors'; ``None`` = resize
             to the grid size).
-        compile: run the unmodified leading blocks (all but the last and the collected ones) through
-            ``torch.compile``; the first call per input shape compiles (seconds to minutes).
+        compile: run the unmodified leading blocks (those before the first collected or modified block:
+            blocks 1..d-2 for CLIPtrase) through ``torch.compile``; the first call per input shape compiles
+            (seconds to minutes).
     """
 
     def __init__(
