@@ -24,7 +24,7 @@ def scores_to_labels(
     """Labels from per-prompt scores.
 
     Args:
-        scores: (P, H, W) cosine scores at the output resolution (any memory layout).
+        scores: (P, H, W) cosine scores at the output resolution (prompt-major is fastest on CPU).
         prompt_to_class: (P,) class of every prompt.
         n_classes: number of classes C.
         logit_scale: softmax temperature (40 in the peers' protocol).
@@ -34,7 +34,8 @@ def scores_to_labels(
         (H, W) int64 labels.
     """
     class_scores = scores.new_full((n_classes, *scores.shape[1:]), -torch.inf)
-    class_scores.index_reduce_(0, prompt_to_class, scores, "amax")
+    index = prompt_to_class.view(-1, 1, 1).expand_as(scores)  # a view: no P x H x W index tensor
+    class_scores.scatter_reduce_(0, index, scores, "amax")
     best, labels = class_scores.max(dim=0)
     if prob_thd:
         log_norm = torch.logsumexp(logit_scale * scores, dim=0)
