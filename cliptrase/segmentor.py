@@ -228,14 +228,11 @@ class CLIPtraseSegmentor(BaseSegmentor):
             )
         else:
             scores = [self.window_scores(x[None])[0] for x in images]
-        return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
+        with stage("post-processing"):
+            return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
 
     def _score(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
         """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, threshold."""
-        with stage("post-processing"):
-            return self._score_impl(scores, image, ori_shape)
-
-    def _score_impl(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
         # prompt-major (P, h, w) before upsampling: the full-resolution reductions over prompts below
         # (synonym max, logsumexp) are fast on planes and ~40x slower on pixel-major data on CPU, and the
         # copy is cheapest at window resolution

@@ -51,11 +51,7 @@ from cliptrase.protocols.paper import (
     preprocess_gt,
     preprocess_image,
 )
-
-
-def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+from cliptrase.utils.profiling import peak_rss_mb, sync_device
 
 
 def timed_pair(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -64,10 +60,10 @@ def timed_pair(a: Callable[[], object], b: Callable[[], object], repeats: int) -
     ta, tb = [], []
     for _ in range(repeats):
         for fn, acc in ((a, ta), (b, tb)):
-            _sync()
+            sync_device()
             t0 = time.perf_counter()
             fn()
-            _sync()
+            sync_device()
             acc.append(time.perf_counter() - t0)
     return statistics.median(ta), statistics.median(tb)
 
@@ -80,8 +76,7 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync_device()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -251,7 +246,6 @@ def bench_precision(device: str) -> None:
 def eval_one(protocol: str, images: int, device: str, results: str) -> None:
     """One harness run in this process; prints a JSON line with the figures."""
     import json
-    import resource
 
     from hydra import compose, initialize_config_dir
 
@@ -281,7 +275,7 @@ def eval_one(protocol: str, images: int, device: str, results: str) -> None:
         "protocol": protocol,
         "images": images,
         "wall_s": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
     if torch.cuda.is_available():
         out["max_cuda_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -382,10 +376,10 @@ class BareEncoderHook(Hook):
             return
         if batch_idx < self.warmup:
             return
-        _sync()
+        sync_device()
         t0 = time.perf_counter()
         self.fn()
-        _sync()
+        sync_device()
         self.times.append(time.perf_counter() - t0)
 
 

@@ -28,7 +28,8 @@ STAGES = ("data", "encoder", "logits", "clustering", "post-processing", "metric"
 _ACTIVE: ContextVar[StageTimer | None] = ContextVar("cliptrase_stage_timer", default=None)
 
 
-def _sync() -> None:
+def sync_device() -> None:
+    """Wait for queued CUDA work (a no-op without an initialised CUDA context)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
@@ -75,12 +76,12 @@ def stage(name: str) -> Iterator[None]:
     if timer is None:
         yield
         return
-    _sync()
+    sync_device()
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        _sync()
+        sync_device()
         timer.add(name, time.perf_counter() - t0)
 
 

@@ -305,34 +305,24 @@ def test_torchrun_two_gloo_processes_equal_one(tmp_path):
         "hydra/job_logging=disabled",
         "device=cpu",
     ]
-    one = subprocess.run(
-        [sys.executable, "-m", "cliptrase.eval", *common, f"paths.results_dir={tmp_path}/one"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            f"--master_port={port}",
-            "-m",
-            "cliptrase.eval",
-            *common,
-            f"paths.results_dir={tmp_path}/two",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    for name, launcher in (("one", []), ("two", torchrun)):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                *launcher,
+                "-m",
+                "cliptrase.eval",
+                *common,
+                f"paths.results_dir={tmp_path}/{name}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
     rec = [
         json.loads(next((tmp_path / d / "default").glob("*/metrics.json")).read_text())
         for d in ("one", "two")

@@ -56,6 +56,22 @@ def write_split(path: Path, stems: list[str], *, blank_line: bool = False) -> No
     path.write_text("\n".join(stems) + ("\n\n" if blank_line else "\n"))
 
 
+def write_pairs(
+    samples: dict[str, np.ndarray],
+    img_dir: Path,
+    img_suffix: str,
+    ann_dir: Path,
+    ann_suffix: str,
+    *,
+    palette: bool = False,
+) -> dict[str, np.ndarray]:
+    """One image (seeded by its position) and one label map per sample, as ``<dir>/<stem><suffix>``."""
+    for i, (stem, labels) in enumerate(samples.items()):
+        write_image(img_dir / f"{stem}{img_suffix}", *HW, seed=i)
+        write_label(ann_dir / f"{stem}{ann_suffix}", labels, palette=palette)
+    return samples
+
+
 def write_voc(data_root: Path) -> dict[str, np.ndarray]:
     root = data_root / "VOCdevkit" / "VOC2012"
     samples = {
@@ -63,9 +79,7 @@ def write_voc(data_root: Path) -> dict[str, np.ndarray]:
         "2007_000033": label_with([20, 0], ring=255),
         "2007_000042": label_with([0]),
     }
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "JPEGImages" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "SegmentationClass" / f"{stem}.png", labels, palette=True)
+    write_pairs(samples, root / "JPEGImages", ".jpg", root / "SegmentationClass", ".png", palette=True)
     write_image(root / "JPEGImages" / "2007_000039.jpg", *HW)  # a train image with its label, not in val
     write_label(root / "SegmentationClass" / "2007_000039.png", label_with([3]), palette=True)
     write_split(root / "ImageSets" / "Segmentation" / "val.txt", list(samples), blank_line=True)
@@ -75,9 +89,7 @@ def write_voc(data_root: Path) -> dict[str, np.ndarray]:
 def write_context(data_root: Path) -> dict[str, np.ndarray]:
     root = data_root / "VOCdevkit" / "VOC2010"
     samples = {"2008_000002": label_with([0, 1, 59]), "2008_000080": label_with([30, 0])}
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "JPEGImages" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "SegmentationClassContext" / f"{stem}.png", labels)
+    write_pairs(samples, root / "JPEGImages", ".jpg", root / "SegmentationClassContext", ".png")
     write_split(root / "ImageSets" / "SegmentationContext" / "val.txt", list(samples))
     return samples
 
@@ -88,18 +100,15 @@ def write_context459(data_root: Path) -> dict[str, np.ndarray]:
         "2008_000002": label_with([0, 300, 458], np.uint16),
         "2008_000080": label_with([255, 65535, 12], np.uint16),
     }
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "JPEGImages" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "annotations_detectron2" / "pc459_val" / f"{stem}.tif", labels)
+    write_pairs(samples, root / "JPEGImages", ".jpg", root / "annotations_detectron2" / "pc459_val", ".tif")
     write_split(root / "ImageSets" / "SegmentationContext" / "val.txt", list(samples))
     return samples
 
 
 def _write_coco(data_root: Path, suffix: str, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     root = data_root / "coco_stuff164k"
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "images" / "val2017" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "annotations" / "val2017" / f"{stem}{suffix}", labels)
+    write_pairs(samples, root / "images" / "val2017", ".jpg", root / "annotations" / "val2017", suffix)
+    for stem in samples:
         write_label(root / "annotations" / "val2017" / f"{stem}.png", label_with([181, 255]))  # raw map
     return samples
 
@@ -117,9 +126,7 @@ def write_coco_object(data_root: Path) -> dict[str, np.ndarray]:
 def write_ade150(data_root: Path) -> dict[str, np.ndarray]:
     root = data_root / "ade" / "ADEChallengeData2016"
     samples = {"ADE_val_00000001": label_with([0, 1, 150]), "ADE_val_00000002": label_with([7, 8])}
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "images" / "validation" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "annotations" / "validation" / f"{stem}.png", labels)
+    write_pairs(samples, root / "images" / "validation", ".jpg", root / "annotations" / "validation", ".png")
     return samples
 
 
@@ -129,9 +136,13 @@ def write_ade847(data_root: Path) -> dict[str, np.ndarray]:
         "ADE_val_00000001": label_with([0, 300, 846], np.uint16),
         "ADE_val_00000002": label_with([65535, 255, 256], np.uint16),
     }
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "images_detectron2" / "validation" / f"{stem}.jpg", *HW, seed=i)
-        write_label(root / "annotations_detectron2" / "validation" / f"{stem}.tif", labels)
+    write_pairs(
+        samples,
+        root / "images_detectron2" / "validation",
+        ".jpg",
+        root / "annotations_detectron2" / "validation",
+        ".tif",
+    )
     return samples
 
 
@@ -141,10 +152,10 @@ def write_cityscapes(data_root: Path) -> dict[str, np.ndarray]:
         "frankfurt/frankfurt_000000_000294": label_with([0, 18, 255]),
         "lindau/lindau_000000_000019": label_with([10, 13]),
     }
-    for i, (stem, labels) in enumerate(samples.items()):
-        write_image(root / "leftImg8bit" / "val" / f"{stem}_leftImg8bit.png", *HW, seed=i)
-        write_label(root / "gtFine" / "val" / f"{stem}_gtFine_labelTrainIds.png", labels)
-        write_label(root / "gtFine" / "val" / f"{stem}_gtFine_labelIds.png", label_with([7, 33]))
+    val_img, val_ann = root / "leftImg8bit" / "val", root / "gtFine" / "val"
+    write_pairs(samples, val_img, "_leftImg8bit.png", val_ann, "_gtFine_labelTrainIds.png")
+    for stem in samples:
+        write_label(val_ann / f"{stem}_gtFine_labelIds.png", label_with([7, 33]))
     return samples
 
 
