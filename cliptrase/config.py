@@ -50,27 +50,75 @@ class DatasetConfig:
     seg_map_suffix: str | None = None
 
 
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """The settings of one protocol for one dataset, resolved once by :meth:`ProtocolConfig.for_dataset`.
+
+    Attributes mirror :class:`ProtocolConfig` with every ``*_by_dataset`` exception applied; ``crop`` 0
+    means whole-image inference.
+    """
+
+    name: str
+    kind: str
+    image_size: int | None
+    short_side: int | None
+    crop: int
+    stride: int
+    logit_scale: float
+    prob_thd: float
+    area_thd: float | None
+    pamr_steps: int
+    pamr_dilations: tuple[int, ...]
+    pos_offset: float | None
+    pad_to: int
+    metric: str
+    vocab: str
+
+
+_PER_DATASET = ("short_side", "crop", "stride", "logit_scale", "prob_thd", "area_thd")
+"""Settings with a ``<name>_by_dataset`` exception dict."""
+
+
 @dataclass
 class ProtocolConfig:
-    """The full evaluation recipe.
+    """The full evaluation recipe: ``paper224``/``paper336`` (the authors'), ``standard`` (uniform mmseg
+    protocol) or a peer preset (``sclip``, ``naclip``, ``clearclip``, ``proxyclip``: that peer's released
+    evaluation pipeline, docs/presets.md).
+
+    Each preset file is complete (``defaults: [base_protocol, _self_]``, no parent preset), so its
+    ``*_by_dataset`` dicts are exactly what it states: a parent's exceptions can never leak into it.
+    Read the settings of one dataset through :meth:`for_dataset`, never the dicts directly.
 
     Attributes:
-        name: ``paper224`` / ``paper336`` / ``standard`` (results field).
-        kind: ``paper`` (the authors' script) or ``standard`` (the mmseg protocol of the SCLIP lineage).
+        name: protocol name (results field, table rows).
+        kind: ``paper`` (the authors' script) or ``standard`` (the mmseg sliding-window family).
         image_size: paper protocol: resize short side + centre crop to S, GT cropped the same way.
         short_side: standard protocol: resize so the short side is this (long side <= 2048).
-        short_side_by_dataset: per-dataset exceptions (Cityscapes 560, PC-459/ADE-847 448).
+        short_side_by_dataset: per-dataset exceptions (standard: Cityscapes 560, PC-459/ADE-847 448).
         crop: standard protocol sliding-window size (0 = whole image).
         stride: sliding-window stride.
         crop_by_dataset: per-dataset window sizes (e.g. NACLIP's whole-image VOC: 0).
         stride_by_dataset: per-dataset strides.
         pamr_steps: PAMR refinement steps on the upsampled scores (0 = off; NACLIP uses 10).
+        pamr_dilations: PAMR neighbourhood dilations (NACLIP's ``pamr_stride=(8, 16)``).
         logit_scale: standard scoring temperature: softmax(logit_scale * cos).
+        logit_scale_by_dataset: per-dataset temperatures (SCLIP: 65 on VOC21, 50 on PC60 / Object).
         prob_thd: pixels whose max probability is below it become class 0 (background sets only).
         prob_thd_by_dataset: per-dataset thresholds (protocols.md §7: 0.1 on VOC21, PC60, Object).
+        area_thd: SCLIP's post-process: a foreground class predicted on at most this fraction of the
+            predicted foreground pixels is suppressed (its pixels take the next class); null = off.
+        area_thd_by_dataset: per-dataset area thresholds (SCLIP: 0.1 on VOC21).
+        pad_to: how a window (or whole image) whose side is not a multiple of the patch size is encoded:
+            0 = floor the patch grid and stretch the logits back over the window (SCLIP, NACLIP);
+            N > 0 = zero-pad the window, centred, to a multiple of N and crop the logits (ClearCLIP 16,
+            ProxyCLIP 56). N must be a multiple of the patch size.
         metric: ``paper_scores`` or ``mmseg_iou``.
-        vocab: ``paper`` or ``standard`` vocabulary files.
-        pos_offset: positional-table interpolation offset (0.1 = the authors'; null = resize by size).
+        vocab: class-name set (``cliptrase.datasets.vocab.VOCAB_SETS``): ``paper``, ``standard`` (= the
+            SCLIP/NACLIP files), ``clearclip`` or ``proxyclip``.
+        pos_offset: positional-table resize: ``scale_factor = (g + offset) / g0`` bicubic (0.1: the
+            authors', SCLIP, NACLIP, ClearCLIP, ProxyCLIP); null = resize to the grid size.
+        sources: provenance of the settings: ``<setting>`` or ``<setting>.<dataset>`` -> the peer's file
+            and line (rendered into docs/presets.md by scripts/settings_table.py).
     """
 
     name: str = "???"
@@ -83,12 +131,64 @@ class ProtocolConfig:
     crop_by_dataset: dict[str, int] = field(default_factory=dict)
     stride_by_dataset: dict[str, int] = field(default_factory=dict)
     pamr_steps: int = 0
+    pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
     logit_scale: float = 40.0
+    logit_scale_by_dataset: dict[str, float] = field(default_factory=dict)
     prob_thd: float = 0.0
     prob_thd_by_dataset: dict[str, float] = field(default_factory=dict)
+    area_thd: float | None = None
+    area_thd_by_dataset: dict[str, float] = field(default_factory=dict)
+    pad_to: int = 0
     metric: str = "???"
     vocab: str = "???"
     pos_offset: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def for_dataset(self, dataset: str) -> DatasetProtocol:
+        """The settings for ``dataset``: each ``<name>_by_dataset`` entry replaces ``<name>``.
+
+        Raises:
+            ValueError: a resolved setting out of range (names the key, the value and the fix).
+        """
+        picked = {
+            key: getattr(self, f"{key}_by_dataset").get(dataset, getattr(self, key)) for key in _PER_DATASET
+        }
+        resolved = DatasetProtocol(
+            name=self.name,
+            kind=self.kind,
+            image_size=self.image_size,
+            pamr_steps=self.pamr_steps,
+            pamr_dilations=tuple(int(d) for d in self.pamr_dilations),
+            pos_offset=self.pos_offset,
+            pad_to=self.pad_to,
+            metric=self.metric,
+            vocab=self.vocab,
+            **picked,
+        )
+        _check_resolved(resolved, dataset)
+        return resolved
+
+
+def _check_resolved(p: DatasetProtocol, dataset: str) -> None:
+    """Range checks of one dataset's settings (``protocol.<key>`` named in the error)."""
+    where = f"protocol {p.name!r} on {dataset!r}"
+    if p.crop < 0 or p.stride <= 0 or (p.crop and p.stride > p.crop):
+        raise ValueError(
+            f"{where}: protocol.crop/stride need crop >= 0 and 0 < stride <= crop, got {p.crop}/{p.stride}"
+        )
+    if p.area_thd is not None and not 0 <= p.area_thd < 1:
+        raise ValueError(f"{where}: protocol.area_thd must be in [0, 1) or null, got {p.area_thd}")
+    if not 0 <= p.prob_thd <= 1:
+        raise ValueError(f"{where}: protocol.prob_thd must be in [0, 1], got {p.prob_thd}")
+    if p.pad_to < 0:
+        raise ValueError(
+            f"{where}: protocol.pad_to must be 0 (floor the patch grid) or > 0, got {p.pad_to}"
+        )
+    if p.pamr_steps < 0 or not p.pamr_dilations or min(p.pamr_dilations) < 1:
+        raise ValueError(
+            f"{where}: protocol.pamr_steps must be >= 0 and pamr_dilations positive, got "
+            f"{p.pamr_steps}, {list(p.pamr_dilations)}"
+        )
 
 
 @dataclass
@@ -177,8 +277,10 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
             )
     if protocol.metric not in ("paper_scores", "mmseg_iou"):
         raise ValueError(f"protocol.metric must be 'paper_scores' or 'mmseg_iou', got {protocol.metric!r}")
-    if protocol.vocab not in ("paper", "standard"):
-        raise ValueError(f"protocol.vocab must be 'paper' or 'standard', got {protocol.vocab!r}")
+    if protocol.vocab not in ("paper", "standard", "clearclip", "proxyclip"):
+        raise ValueError(
+            f"protocol.vocab must be paper, standard, clearclip or proxyclip, got {protocol.vocab!r}"
+        )
     if method.eps is not None and not method.eps > 0:
         raise ValueError(f"method.eps must be > 0, got {method.eps}")
     if method.vote not in (None, "majority", "mean_logits"):
