@@ -1,8 +1,11 @@
-"""Prompt vocabularies per protocol: the authors' lists (``paper``) and the mmseg-family lists (``standard``).
+"""Prompt vocabularies: the authors' lists (``paper``) and the mmseg-family class-name sets.
 
-Both ship as package data under ``cliptrase/data/class_names/`` (see its README). Which file a benchmark uses
-is a dataset fact stated in ``configs/dataset/<name>.yaml`` (``paper_key``, ``standard_vocab``); a benchmark
-without a list for the protocol falls back to its ``METAINFO`` class names.
+All ship as package data under ``cliptrase/data/class_names/`` (see its README). The mmseg-family sets
+(:data:`VOCAB_SETS`) are the peers' ``configs/cls_*.txt`` files, byte for byte: ``standard`` (SCLIP's and
+NACLIP's, identical), ``clearclip`` and ``proxyclip``; a protocol names its set in ``protocol.vocab``. Which
+file a benchmark uses is a dataset fact stated in ``configs/dataset/<name>.yaml`` (``paper_key``,
+``standard_vocab``, the file stem in every set); a benchmark without a list falls back to its ``METAINFO``
+class names.
 
 Label convention of the returned :class:`Vocabulary`: ``class_names[i]`` is the foreground class with
 dataset label ``i + 1`` when the dataset has a background class (label 0, mmseg convention) and label ``i``
@@ -16,12 +19,17 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-Protocol = Literal["paper", "standard"]
-PROTOCOLS: tuple[str, ...] = ("paper", "standard")
+Protocol = Literal["paper", "standard", "clearclip", "proxyclip"]
+
+VOCAB_SETS: dict[str, str] = {"standard": ",", "clearclip": ",", "proxyclip": ";"}
+"""mmseg-family class-name set -> the separator of synonyms on a line, as each peer's ``get_cls_idx``
+splits it (SCLIP ``clip_segmentor.py:208``, NACLIP ``naclip.py:185``: ``", "``; ClearCLIP
+``clearclip_segmentor.py:288``: ``","``; ProxyCLIP ``proxyclip_segmentor.py:336``: ``"; "``). Words are
+stripped (the CLIP tokenizer strips them too)."""
+PROTOCOLS: tuple[str, ...] = ("paper", *VOCAB_SETS)
 
 _PACKAGE = "cliptrase"
 _CLASS_NAMES_DIR = ("data", "class_names")
-_SYNONYM_SEPARATOR = ","
 
 
 @dataclass(frozen=True)
@@ -70,11 +78,12 @@ def read_paper_names(key: str, *, background: bool = False) -> list[str]:
     return _lines(_read_text("paper", f"{key}{'.background' if background else ''}.txt"))
 
 
-def read_standard_lines(name: str) -> list[list[str]]:
-    """The standard list ``standard/<name>.txt``: per line, its comma-separated synonyms, stripped."""
+def read_standard_lines(name: str, vocab_set: str = "standard") -> list[list[str]]:
+    """The list ``<vocab_set>/<name>.txt``: per line, its synonyms (split as the set's peer does), stripped."""
+    separator = VOCAB_SETS[vocab_set]
     return [
-        [word.strip() for word in line.split(_SYNONYM_SEPARATOR) if word.strip()]
-        for line in _lines(_read_text("standard", f"{name}.txt"))
+        [word.strip() for word in line.split(separator) if word.strip()]
+        for line in _lines(_read_text(vocab_set, f"{name}.txt"))
     ]
 
 
@@ -106,9 +115,9 @@ def load_vocabulary(dataset_cfg_or_name: Mapping[str, Any] | str, protocol: Prot
     Args:
         dataset_cfg_or_name: A ``configs/dataset`` node (keys ``name``, ``type``, ``has_background``,
             ``paper_key``, ``standard_vocab``) or a dataset name, whose config is then read.
-        protocol: ``"paper"`` reads ``paper/<paper_key>.txt`` (+ ``.background.txt``) verbatim;
-            ``"standard"`` reads ``standard/<standard_vocab>.txt``, whose first line is the background
-            when the dataset has one.
+        protocol: the vocabulary set (``protocol.vocab``). ``"paper"`` reads ``paper/<paper_key>.txt``
+            (+ ``.background.txt``) verbatim; a set of :data:`VOCAB_SETS` reads
+            ``<set>/<standard_vocab>.txt``, whose first line is the background when the dataset has one.
 
     Raises:
         ValueError: Unknown protocol, or a list whose length does not match the dataset's classes.
@@ -129,7 +138,7 @@ def load_vocabulary(dataset_cfg_or_name: Mapping[str, Any] | str, protocol: Prot
         list_name = cfg.get("standard_vocab")
         if not list_name:
             return _metainfo_vocabulary(dataset_cls, has_background, with_synonyms=True)
-        lines = read_standard_lines(list_name)
+        lines = read_standard_lines(list_name, protocol)
         background = lines.pop(0) if has_background else None
         vocab = Vocabulary([line[0] for line in lines], background, lines)
     if len(vocab.class_names) != num_foreground or vocab.has_background != has_background:
