@@ -7,11 +7,41 @@ model or dataset is loaded. Cross-field rules live in :func:`validate`.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is invalid: the message names the key, the value found and the valid values."""
+
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+"""Values of ``precision``: fp32 is exact; bf16/fp16 autocast the image tower."""
+PROTOCOL_KINDS: tuple[str, ...] = ("paper", "standard")
+METRICS: tuple[str, ...] = ("paper_scores", "mmseg_iou")
+VOCABS: tuple[str, ...] = ("paper", "standard", "clearclip", "proxyclip")
+DATASET_VOCABS: tuple[str, ...] = ("paper", "standard")
+"""Vocabularies every dataset config is checked against (its ``paper_key`` and ``standard_vocab`` files)."""
+VOTES: tuple[str | None, ...] = (None, "majority", "mean_logits")
+DBSCAN_BACKENDS: tuple[str, ...] = ("torch", "sklearn")
+CORRELATIONS: tuple[str, ...] = ("qkv_cosine", "attention")
+GROUPS: tuple[str, ...] = ("model", "dataset", "protocol", "method")
+TOP_LEVEL_KEYS: frozenset[str] = frozenset(
+    {
+        *GROUPS, "paths", "hydra", "local", "experiment_name", "device", "precision", "compile", "threads",
+        "batch_size", "window_batch", "num_workers", "max_images", "save_predictions", "seed", "results",
+        "allow_invalid_labels",
+    }
+)  # fmt: skip
+"""Keys of the composed eval config (``configs/eval.yaml`` and its groups; ``local`` is a machine's own)."""
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclass
@@ -245,9 +275,14 @@ def register_configs() -> None:
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check the composed config against the schemas and cross-field rules; return typed group objects.
 
+    Runs before any model or data is loaded: every knob, every group and the dataset's vocabulary are
+    checked here, so a typo costs seconds, not a model download.
+
     Raises:
-        ValueError: one line naming the key, the value and the fix.
+        ConfigError: one line naming the key, the value found and the valid values.
     """
+    _check_keys(cfg)
+    _check_knobs(cfg)
     out: dict[str, Any] = {}
     for group, schema in (
         ("model", ModelConfig),
@@ -259,34 +294,146 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
             node = OmegaConf.to_container(cfg[group], resolve=True)  # resolve against the whole config
             merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         except Exception as exc:  # omegaconf raises several types; all are user errors here
-            raise ValueError(f"config group {group!r}: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"config group {group!r}: {str(exc).splitlines()[0]}") from None
         out[group] = OmegaConf.to_object(merged)
     model, protocol, method = out["model"], out["protocol"], out["method"]
     if model.weights is None and model.name is None:
-        raise ValueError("model: set model.name (open_clip name) or model.weights (state-dict file)")
-    if protocol.kind not in ("paper", "standard"):
-        raise ValueError(f"protocol.kind must be 'paper' or 'standard', got {protocol.kind!r}")
+        raise ConfigError("model: set model.name (open_clip name) or model.weights (state-dict file)")
+    _check_protocol(protocol, out["dataset"].name)
+    _check_method(method)
+    check_dataset_config(out["dataset"], vocabs=(*DATASET_VOCABS, protocol.vocab))
+    return out
+
+
+def _fail(key: str, value: Any, valid: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid; valid: {valid}")
+
+
+def _choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        _fail(key, value, ", ".join("null" if c is None else str(c) for c in choices))
+
+
+def _integer(key: str, value: Any, *, low: int, nullable: bool = False) -> None:
+    """``value`` is an int >= ``low`` (or None when ``nullable``); bools and strings are refused."""
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(key, value, f"an integer >= {low}" + (" or null" if nullable else ""))
+
+
+def _boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(key, value, "true, false")
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Refuse top-level keys the eval config does not define (``+max_imgs=3`` would otherwise do nothing)."""
+    unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
+    missing = sorted(k for k in GROUPS if k not in cfg)
+    if missing:
+        raise ConfigError(f"config group(s) {', '.join(missing)} missing; select one, e.g. dataset=demo")
+
+
+def _check_knobs(cfg: DictConfig) -> None:
+    """The run knobs of ``configs/eval.yaml``: types, ranges and choices."""
+    get = cfg.get
+    _integer("max_images", get("max_images"), low=1, nullable=True)
+    _integer("batch_size", get("batch_size", 1), low=1)
+    _integer("window_batch", get("window_batch", 1), low=1)
+    _integer("threads", get("threads"), low=1, nullable=True)
+    _integer("num_workers", get("num_workers", 0), low=0)
+    _integer("save_predictions", get("save_predictions", 0), low=0)
+    _integer("seed", get("seed", 0), low=0)
+    device = get("device", "auto")
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        _fail("device", device, "auto, cpu, cuda, cuda:<index>")
+    _choice("precision", get("precision", "fp32"), PRECISIONS)
+    _boolean("compile", get("compile", False))
+    _boolean("allow_invalid_labels", get("allow_invalid_labels", False))
+    name = get("experiment_name", "default")
+    if not isinstance(name, str) or not _EXPERIMENT_NAME.match(name):
+        _fail("experiment_name", name, "a folder name of letters, digits, '_', '.', '+', '-'")
+    results = get("results") or {}
+    for key in sorted(set(results) - {"resume", "overwrite"}):
+        _fail(f"results.{key}", results[key], "keys resume, overwrite")
+    for key in ("resume", "overwrite"):
+        _boolean(f"results.{key}", results.get(key, False))
+
+
+def _check_protocol(protocol: ProtocolConfig, dataset: str) -> None:
+    _choice("protocol.kind", protocol.kind, PROTOCOL_KINDS)
+    _choice("protocol.metric", protocol.metric, METRICS)
+    _choice("protocol.vocab", protocol.vocab, VOCABS)
     if protocol.kind == "paper" and protocol.image_size is None:
-        raise ValueError("protocol.image_size must be set for the paper protocol (224 or 336)")
+        raise ConfigError("protocol.image_size must be set for the paper protocol (224 or 336)")
+    _integer("protocol.image_size", protocol.image_size, low=1, nullable=True)
     if protocol.kind == "standard":
         if not protocol.short_side:
-            raise ValueError("protocol.short_side must be set for the standard protocol")
-        if protocol.crop and protocol.stride > protocol.crop:
-            raise ValueError(
-                f"protocol.stride ({protocol.stride}) must be <= protocol.crop ({protocol.crop})"
-            )
-    if protocol.metric not in ("paper_scores", "mmseg_iou"):
-        raise ValueError(f"protocol.metric must be 'paper_scores' or 'mmseg_iou', got {protocol.metric!r}")
-    if protocol.vocab not in ("paper", "standard", "clearclip", "proxyclip"):
-        raise ValueError(
-            f"protocol.vocab must be paper, standard, clearclip or proxyclip, got {protocol.vocab!r}"
-        )
+            raise ConfigError("protocol.short_side must be set for the standard protocol")
+        _integer("protocol.short_side", protocol.short_side, low=1)
+    if not protocol.logit_scale > 0:
+        _fail("protocol.logit_scale", protocol.logit_scale, "a number > 0")
+    try:
+        protocol.for_dataset(dataset)  # the per-dataset settings this job will use, range-checked
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_method(method: MethodConfig) -> None:
+    from cliptrase.models.attention import ATTENTION
+
+    _choice("method.attention", method.attention, tuple(sorted(ATTENTION)))
+    _choice("method.vote", method.vote, VOTES)
+    _choice("method.dbscan", method.dbscan, DBSCAN_BACKENDS)
+    _choice("method.correlation", method.correlation, CORRELATIONS)
     if method.eps is not None and not method.eps > 0:
-        raise ValueError(f"method.eps must be > 0, got {method.eps}")
-    if method.vote not in (None, "majority", "mean_logits"):
-        raise ValueError(f"method.vote must be null, 'majority' or 'mean_logits', got {method.vote!r}")
+        raise ConfigError(f"method.eps must be > 0, got {method.eps}; valid: a number > 0 or null")
+    _integer("method.min_samples", method.min_samples, low=1, nullable=True)
+    _integer("method.upsample_ratio", method.upsample_ratio, low=1)
+    if method.median_size < 1 or method.median_size % 2 == 0:
+        _fail("method.median_size", method.median_size, "an odd integer >= 1 (the authors': 7)")
     if method.correlation_block >= 0:
-        raise ValueError(
+        raise ConfigError(
             f"method.correlation_block must be negative (relative to depth), got {method.correlation_block}"
         )
-    return out
+
+
+def check_dataset_config(dataset: DatasetConfig, vocabs: Sequence[str] = DATASET_VOCABS) -> None:
+    """The dataset config agrees with its dataset class and with both of its vocabularies.
+
+    A config copied from another benchmark keeps that benchmark's ``paper_key``/``standard_vocab``; the
+    harness would then prompt and score the other benchmark's classes. Checked here, by the class count
+    and background flag of the class, the config and each vocabulary file: the ``paper_key`` and
+    ``standard_vocab`` lists always, and the job's ``protocol.vocab`` set.
+
+    Raises:
+        ConfigError: unknown dataset type, or a count/background mismatch, naming the config file.
+    """
+    from cliptrase.datasets.base import get_dataset_class
+    from cliptrase.datasets.vocab import load_vocabulary
+
+    where = f"configs/dataset/{dataset.name}.yaml"
+    try:
+        cls = get_dataset_class(dataset.type)
+    except KeyError as err:
+        raise ConfigError(f"dataset.type in {where}: {err.args[0]}") from None
+    num_classes = len(cls.METAINFO["classes"])
+    if dataset.num_classes != num_classes or dataset.has_background != cls.HAS_BACKGROUND:
+        raise ConfigError(
+            f"{where} says num_classes={dataset.num_classes}, has_background={dataset.has_background}, but "
+            f"{cls.__name__} has {num_classes} classes, has_background={cls.HAS_BACKGROUND}; fix {where}"
+        )
+    facts = dataclasses.asdict(dataset)
+    for protocol in dict.fromkeys(vocabs):
+        try:
+            load_vocabulary(facts, protocol)
+        except (FileNotFoundError, KeyError) as err:
+            key = "paper_key" if protocol == "paper" else f"standard_vocab ({protocol} set)"
+            raise ConfigError(f"dataset.{key} in {where}: {err}; fix {where}") from None
+        except ValueError as err:
+            raise ConfigError(str(err)) from None

@@ -208,7 +208,7 @@ def bench_precision(device: str) -> None:
     from cliptrase.protocols.paper import is_scored, map_gt
 
     golden = Path(
-        os.environ.get("CLIPTRASE_GOLDEN_DIR", Path(__file__).resolve().parents[2] / "shared/golden")
+        os.environ.get("CLIPTRASE_GOLDEN_DIR", Path(__file__).resolve().parents[1] / "tests/golden/data")
     )
     index = json.loads((golden / "cases.json").read_text())
     clip = load_clip(weights=golden / index["weights"], device=device)

@@ -11,12 +11,12 @@ import argparse
 import dataclasses
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from loopback_http import ArchiveServer, guard_loopback, tar_bytes
+from helpers import golden
+from helpers.loopback_http import ArchiveServer, guard_loopback, tar_bytes
 from PIL import Image
 
 from cliptrase.cli import reproduce
@@ -25,8 +25,6 @@ from cliptrase.evaluation.published import PAPER_README, PUBLISHED, published_fo
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 VOC_TAR = "VOCtrainval_11-May-2012.tar"
 VOC_ROOT = "VOCdevkit/VOC2012"
 
@@ -65,10 +63,7 @@ def voc_archive() -> bytes:
 
 @pytest.fixture
 def golden_weights() -> Path:
-    path = GOLDEN_DIR / "tiny_clip_openai_seed0.pt"
-    if not path.is_file():
-        pytest.skip(f"golden weights {path} not found (set CLIPTRASE_GOLDEN_DIR)")
-    return path
+    return golden.golden_weights()
 
 
 @pytest.fixture

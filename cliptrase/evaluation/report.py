@@ -1,0 +1,199 @@
+"""``report.html``: one self-contained page per experiment (every image inlined as a base64 data URI, no
+script, no external resource, so it opens offline and can be mailed).
+
+Sections: the tables with 95 % bootstrap intervals (one per metric definition), the paired comparison of
+every row against a baseline row, the per-class IoU charts of those comparisons, and the qualitative
+grid (K images x every method) from ``save_predictions`` overlays, with the runs that saved none named.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cliptrase.evaluation.class_view import class_chart
+from cliptrase.evaluation.comparisons import Comparison, Difference, IntervalTable, Interval
+from cliptrase.evaluation.qualitative import Qualitative
+from cliptrase.evaluation.significance import Analysis
+from cliptrase.evaluation.tables import AVG, MISSING
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.significant { font-weight: bold; background: #eef6ee; }
+.interval { color: #666; font-size: 0.85em; }
+figure { margin: 1em 0; }
+img { max-width: 100%; }
+table.grid img { max-width: 320px; }
+p.note { color: #8a5300; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the page shows."""
+
+    experiment: str
+    analyses: Sequence[Analysis]
+    qualitative: Qualitative
+    grid_png: bytes | None
+    n_resamples: int
+    seed: int
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    """``data:<mime>;base64,...``: the image travels inside the page."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _img(data: bytes, mime: str, alt: str) -> str:
+    return f'<img src="{data_uri(data, mime)}" alt="{html.escape(alt)}">'
+
+
+def _interval(interval: Interval | None, signed: bool = False) -> str:
+    if interval is None:
+        return ""
+    spec = "+.2f" if signed else ".2f"
+    return f' <span class="interval">[{interval.lo:{spec}}, {interval.hi:{spec}}]</span>'
+
+
+def interval_table_html(result: IntervalTable) -> str:
+    """The measured rows of a table, each cell ``value [lo, hi]``."""
+    table = result.table
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*table.columns, AVG])
+    body = []
+    for row in (r for r in table.rows if r.kind == "measured"):
+        cells = [
+            (MISSING if row.cells[c] is None else f"{row.cells[c]:.2f}")
+            + _interval(result.cells.get((row.label, c)))
+            for c in table.columns
+        ]
+        cells.append((MISSING if row.avg is None else f"{row.avg:.2f}") + _interval(result.avgs.get(row.label)))
+        body.append(f"<tr><td>{html.escape(row.label)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    caption = (
+        f"{html.escape(table.metric)} (%), metric definition <code>{html.escape(table.metric_definition)}"
+        "</code>, 95 % bootstrap interval over images"
+    )
+    return (
+        f'<table class="intervals"><caption>{caption}</caption><tr><th>Row</th>{head}</tr>'
+        + "".join(body)
+        + "</table>"
+    )
+
+
+def _difference_cell(diff: Difference | None) -> str:
+    if diff is None:
+        return f"<td>{MISSING}</td>"
+    css = ' class="significant"' if diff.significant else ""
+    share = f" ({100 * diff.share_a_better:.0f} %)"
+    return f"<td{css}>{diff.value:+.2f}{_interval(diff.interval, signed=True)}{share}</td>"
+
+
+def comparison_table_html(comparisons: Sequence[Comparison], columns: Sequence[str]) -> str:
+    """Rows ``A − B``: difference, paired interval and share of resamples where A is better."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*columns, AVG])
+    body = [
+        f"<tr><td>{html.escape(comp.a)} − {html.escape(comp.b)}</td>"
+        + "".join(_difference_cell(comp.cells.get(c)) for c in columns)
+        + _difference_cell(comp.avg)
+        + "</tr>"
+        for comp in comparisons
+    ]
+    caption = (
+        "Paired bootstrap A − B (same resampled images), 95 % interval, (share of resamples where A is "
+        "better); bold: the interval excludes 0"
+    )
+    return (
+        f'<table class="comparisons"><caption>{caption}</caption><tr><th>A − B</th>{head}</tr>'
+        + "".join(body)
+        + "</table>"
+    )
+
+
+def class_charts_html(comparisons: Sequence[Comparison]) -> str:
+    """One inline PNG chart per comparison and dataset."""
+    figures = []
+    for comp in comparisons:
+        for column, diff in comp.per_class.items():
+            title = f"{column}: per-class IoU, {comp.a} vs {comp.b}"
+            png = class_chart(diff, comp.a, comp.b, title)["png"]
+            figures.append(
+                f'<figure class="class-chart">{_img(png, "image/png", title)}'
+                f"<figcaption>{html.escape(title)}</figcaption></figure>"
+            )
+    return "".join(figures)
+
+
+def qualitative_html(qualitative: Qualitative, grid_png: bytes | None) -> str:
+    """The grid per dataset as an HTML table of inline overlays, the whole figure, and missing runs."""
+    parts = []
+    for grid in qualitative.grids:
+        head = "".join(f"<th>{html.escape(m)}</th>" for m in grid.methods)
+        rows = []
+        for stem, cells in zip(grid.stems, grid.cells):
+            tds = "".join(
+                f"<td>{_img(p.read_bytes(), 'image/png', f'{stem} {m}')}</td>" if p else "<td>no prediction</td>"
+                for p, m in zip(cells, grid.methods)
+            )
+            rows.append(f"<tr><td>{html.escape(stem)}</td>{tds}</tr>")
+        parts.append(
+            f"<h3>{html.escape(grid.dataset)}</h3><table class=\"grid\"><tr><th>image</th>{head}</tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+    if grid_png is not None:
+        parts.append(
+            f'<figure class="qualitative">{_img(grid_png, "image/png", "qualitative grid")}'
+            "<figcaption>The grid as saved in qualitative.png / qualitative.pdf</figcaption></figure>"
+        )
+    if not qualitative.grids:
+        parts.append('<p class="note">No run of this experiment saved predictions.</p>')
+    if qualitative.without_predictions:
+        runs = ", ".join(html.escape(r) for r in qualitative.without_predictions)
+        parts.append(
+            f'<p class="note">No predictions saved by: {runs}. Re-run them with '
+            "<code>save_predictions=K</code> to include them.</p>"
+        )
+    return "".join(parts)
+
+
+def render_report(inputs: ReportInputs) -> str:
+    """The whole page."""
+    title = f"cliptrase report: {inputs.experiment}"
+    sections = [f"<h1>{html.escape(title)}</h1>"]
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sections.append(
+        f"<p>Generated {when}; intervals: percentile bootstrap over images, {inputs.n_resamples} "
+        f"resamples, seed {inputs.seed}, computed exactly as each metric (docs/records.md).</p>"
+    )
+    sections.append("<h2>Tables</h2>")
+    for analysis in inputs.analyses:
+        sections.append(interval_table_html(analysis.intervals))
+        missing = analysis.intervals.bootstrap.missing
+        if missing:
+            runs = ", ".join(html.escape(f"{r} / {c}") for r, c in missing)
+            sections.append(f'<p class="note">No interval (no per-image record): {runs}.</p>')
+    comparisons = [a for a in inputs.analyses if a.comparisons]
+    if comparisons:
+        sections.append("<h2>Comparisons</h2>")
+        for analysis in comparisons:
+            sections.append(comparison_table_html(analysis.comparisons, analysis.intervals.table.columns))
+        sections.append("<h2>Per-class IoU</h2>")
+        for analysis in comparisons:
+            sections.append(class_charts_html(analysis.comparisons))
+    sections.append("<h2>Qualitative results</h2>")
+    sections.append(qualitative_html(inputs.qualitative, inputs.grid_png))
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
