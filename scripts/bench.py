@@ -22,6 +22,10 @@ python scripts/bench.py table [--protocols paper224,paper336,standard] [--backbo
 python scripts/bench.py leak [--images 1000] [--backbone ViT-S-16] [--protocol standard]
     resident memory every 100 images over a long run (standard protocol, synthetic 512x683 images):
     growth after warm-up should be ~0.
+python scripts/bench.py stats [--images 5000] [--classes 171] [--resamples 1000]
+    the bootstrap of cliptrase-table --ci on synthetic per-image records (COCO-Stuff-sized by default):
+    seconds for one row's intervals (every cell + per class) under each metric definition, and for a
+    paired comparison of two rows (same resamples).
 """
 
 from __future__ import annotations
@@ -641,6 +645,59 @@ def bench_leak(args) -> None:
         )
 
 
+def synthetic_counts(images: int, classes: int, definition: str, seed: int):
+    """Per-image confusion counts like a real run: ~12 GT classes per image, 80 % of pixels right."""
+    from cliptrase.evaluation.per_image import ImageCells, PerImageCounts
+
+    rng = np.random.default_rng(seed)
+    side = classes + 1 if definition == "mmseg_iou" else classes
+    entries = []
+    for i in range(images):
+        present = rng.choice(classes, size=12, replace=False)
+        gt = rng.choice(present, size=20000)
+        pred = np.where(rng.random(20000) < 0.8, gt, rng.choice(present, size=20000))
+        hist = np.bincount(gt * side + pred, minlength=side * side)
+        cells = np.flatnonzero(hist)
+        entries.append(ImageCells(f"img{i:05d}", cells, hist[cells]))
+    return PerImageCounts.from_entries(entries, metric_definition=definition, num_classes=classes, side=side)
+
+
+def bench_stats(args) -> None:
+    from cliptrase.evaluation.stats import (
+        percentile_interval,
+        resample_rng,
+        resampled_sums,
+        scores,
+        share_better,
+    )
+
+    print(
+        f"bootstrap: {args.images} images x {args.classes} classes x {args.resamples} resamples, "
+        f"{torch.get_num_threads()} threads"
+    )
+    for definition in ("mmseg_iou", "paper_scores"):
+        a, b = (synthetic_counts(args.images, args.classes, definition, seed) for seed in (0, 1))
+        t0 = time.perf_counter()
+        (sums,) = resampled_sums([a.marginals()], resample_rng(0, "bench", a.image_ids), args.resamples)
+        resampled = scores(sums, definition)
+        interval = percentile_interval(resampled["mIoU"])
+        percentile_interval(resampled["per_class_IoU"])
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rng = resample_rng(0, "bench", a.image_ids)
+        both = resampled_sums([a.marginals(), b.marginals()], rng, args.resamples)
+        ra, rb = (scores(s, definition) for s in both)
+        paired = percentile_interval(ra["mIoU"] - rb["mIoU"])
+        percentile_interval(ra["per_class_IoU"] - rb["per_class_IoU"])
+        share = share_better(ra["mIoU"], rb["mIoU"])
+        pair = time.perf_counter() - t0
+        print(
+            f"{definition:13s} one row, mIoU + per-class intervals: {one:.2f} s "
+            f"(mIoU [{interval.lo:.2f}, {interval.hi:.2f}]); paired A vs B, both rows + differences: "
+            f"{pair:.2f} s (A - B [{paired.lo:+.2f}, {paired.hi:+.2f}], A better in {100 * share:.0f} %)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="suite", required=True)
@@ -692,6 +749,10 @@ def main() -> None:
         lcell.add_argument(name)
     lcell.add_argument("workers", type=int)
     lcell.add_argument("every", type=int)
+    st = sub.add_parser("stats", help="bootstrap intervals and paired comparisons (cliptrase-table --ci)")
+    st.add_argument("--images", type=int, default=5000)
+    st.add_argument("--classes", type=int, default=171)
+    st.add_argument("--resamples", type=int, default=1000)
     one = sub.add_parser("eval-one", help=argparse.SUPPRESS)
     one.add_argument("protocol")
     one.add_argument("images", type=int)
@@ -713,6 +774,8 @@ def main() -> None:
         bench_leak(args)
     elif args.suite == "leak-cell":
         leak_cell(args)
+    elif args.suite == "stats":
+        bench_stats(args)
     else:
         eval_one(args.protocol, args.images, args.device, args.results)
 
