@@ -1,12 +1,13 @@
 """The benchmarks as mmseg datasets, their vocabularies, converters and checks.
 
-Importing this package registers every dataset class (``DATASETS``) and ``LoadAnnotationsU16``
-(``TRANSFORMS``); ``cliptrase.registry`` names it in ``locations``, so configs resolve without extra imports.
+Importing this package registers every dataset class (``DATASETS``), ``LoadAnnotationsU16`` and
+``CheckLabels`` (``TRANSFORMS``); ``cliptrase.registry`` names it in ``locations``, so configs resolve
+without extra imports.
 """
 
 from __future__ import annotations
 
-from cliptrase.datasets import ade, cityscapes, coco, context, demo, voc
+from cliptrase.datasets import ade, cityscapes, coco, context, demo, label_check, voc
 from cliptrase.datasets.base import (
     DATASET_CLASSES,
     LoadAnnotationsU16,
@@ -35,6 +36,7 @@ __all__ = [
     "demo",
     "ensure_demo_dataset",
     "get_dataset_class",
+    "label_check",
     "list_datasets",
     "load_dataset_config",
     "load_vocabulary",
