@@ -23,7 +23,7 @@ from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import paper_dataset, paper_options, preprocess_image
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+GOLDEN = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO / "tests" / "golden" / "data"))
 
 
 def check_golden() -> bool:

@@ -5,7 +5,7 @@
 #
 # mmcv 2.1.0 has no binary wheel; it is built from source once (~14 min on 2 cores) and the wheel is
 # cached under ${CLIPTRASE_WHEEL_CACHE:-~/.cache/cliptrase/wheels}, keyed by python tag, torch version and
-# mmcv version, so later installs take seconds. See shared docs/install.md for the traps this avoids.
+# mmcv version, so later installs take seconds. See docs/install.md for the traps this avoids.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -10,11 +10,9 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from helpers.golden import GOLDEN_DIR, GOLDEN_ENV, golden_weights
 
 from cliptrase.models.clip import RANDOM, LoadedClip, load_clip
-
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN_DIR = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 
 TINY_ARCH = "cliptrase-test-ViT-tiny"
 """A 4-block, 3-head ViT/16 with a 2-layer text tower: small enough for every unit test."""
@@ -51,17 +49,14 @@ def tiny_clip(tiny_arch) -> LoadedClip:
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    """The golden reference directory ($CLIPTRASE_GOLDEN_DIR, default ../shared/golden)."""
+    """The golden reference directory ($CLIPTRASE_GOLDEN_DIR, default tests/golden/data)."""
     return GOLDEN_DIR
 
 
 @pytest.fixture(scope="session")
 def golden_clip() -> LoadedClip:
     """The golden tiny CLIP (12 blocks, width 128, 2 heads), loaded from its OpenAI-format state dict."""
-    weights = GOLDEN_DIR / "tiny_clip_openai_seed0.pt"
-    if not weights.is_file():
-        pytest.skip(f"golden weights {weights} not found (set CLIPTRASE_GOLDEN_DIR)")
-    return load_clip(weights=weights)
+    return load_clip(weights=golden_weights())
 
 
 @pytest.fixture
@@ -74,3 +69,42 @@ def images() -> torch.Tensor:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+REQUIRE_GOLDEN_ENV = "CLIPTRASE_REQUIRE_GOLDEN"
+"""Set to 1 (``.ci/run`` does) to fail the run when any test that needs the golden set was skipped."""
+
+_skipped_golden: list[str] = []
+
+
+def _needs_golden(report: pytest.TestReport) -> bool:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return (
+        report.nodeid.startswith("tests/golden/")
+        or "golden" in report.keywords
+        or GOLDEN_ENV in reason
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember every skipped test that needs the golden set (xfails are not skips)."""
+    if report.skipped and not hasattr(report, "wasxfail") and _needs_golden(report):
+        _skipped_golden.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ``$CLIPTRASE_REQUIRE_GOLDEN=1``, a skipped golden test fails an otherwise green run."""
+    if _skipped_golden and os.environ.get(REQUIRE_GOLDEN_ENV) == "1" and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Name the skipped golden tests (printed after :func:`pytest_sessionfinish` has set the status)."""
+    if _skipped_golden and os.environ.get(REQUIRE_GOLDEN_ENV) == "1":
+        terminalreporter.section("golden tests skipped", sep="=", red=True, bold=True)
+        terminalreporter.line(
+            f"{len(_skipped_golden)} test(s) needing the golden set were skipped; ${REQUIRE_GOLDEN_ENV}=1 "
+            f"makes that a failure (golden set: {GOLDEN_DIR}):"
+        )
+        for nodeid in _skipped_golden:
+            terminalreporter.line(f"  {nodeid}")

@@ -1,6 +1,6 @@
 """Golden parity: cliptrase vs the authors' released script on the reference cases.
 
-Reads ``$CLIPTRASE_GOLDEN_DIR`` (default ``../shared/golden`` beside the repository) and runs EVERY case of
+Reads ``$CLIPTRASE_GOLDEN_DIR`` (default ``tests/golden/data``, in the repository) and runs EVERY case of
 its ``cases.json`` — never a fixed list — whatever the dataset keys, sizes, model width/heads, background
 lists or label dtype. A missing directory skips with the reason; an existing one skips nothing.
 
@@ -13,13 +13,12 @@ region boundary may move by a pixel where two bilinear-upsampled masks tie to ~1
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.golden import GOLDEN_DIR
 from PIL import Image
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
@@ -39,8 +38,6 @@ from cliptrase.protocols.paper import (
 
 pytestmark = pytest.mark.golden
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 ATOL_INPUT = 1e-5
 ATOL_FEATURES = 1e-4
 MIN_PRED_AGREEMENT = 0.999

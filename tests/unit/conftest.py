@@ -1,4 +1,4 @@
-"""Fixtures of the dataset tests: miniature benchmark copies (writers in ``miniatures.py``)."""
+"""Fixtures of the dataset tests: miniature benchmark copies (writers in ``tests/helpers/miniatures.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from miniatures import WRITERS
+from helpers.miniatures import WRITERS
 
 
 @pytest.fixture

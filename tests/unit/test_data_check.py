@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 import pytest
-from miniatures import label_with, write_label
+from helpers.miniatures import label_with, write_label
 from PIL import Image
 
 from cliptrase.cli.data import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROBLEMS, register

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from miniatures import WRITERS
+from helpers.miniatures import WRITERS
 from mmseg.datasets import PascalVOCDataset
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.evaluation import IoUMetric
@@ -204,7 +204,7 @@ def test_data_root_defaults_to_the_environment(miniature, monkeypatch):
 
 def test_a_toy_dataset_added_the_documented_way(tmp_path, monkeypatch):
     """README "Adding a dataset": one class (METAINFO, facts, register_dataset) plus one config file."""
-    from miniatures import label_with, write_image, write_label
+    from helpers.miniatures import label_with, write_image, write_label
 
     from cliptrase.datasets.base import OVSSDataset, register_dataset
 

@@ -1,9 +1,9 @@
 """``cliptrase data download`` against a loopback server: fetch, resume, verify, refuse, skip, fail clearly.
 
 Archives are built by the tests in the official layouts (VOC's ``VOCdevkit/VOC2012`` tar, COCO's zips,
-Cityscapes' zips) and served by :class:`loopback_http.ArchiveServer` on 127.0.0.1; the registered sources
-are swapped for copies whose size and md5 describe these small files. :func:`loopback_http.guard_loopback`
-fails any test that would reach another host.
+Cityscapes' zips) and served by :class:`helpers.loopback_http.ArchiveServer` on 127.0.0.1; the registered
+sources are swapped for copies whose size and md5 describe these small files.
+:func:`helpers.loopback_http.guard_loopback` fails any test that would reach another host.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from loopback_http import ArchiveServer, guard_loopback, tar_bytes, zip_bytes
+from helpers.loopback_http import ArchiveServer, guard_loopback, tar_bytes, zip_bytes
 
 from cliptrase.cli.main import main
 from cliptrase.datasets import download

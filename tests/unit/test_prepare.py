@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from miniatures import label_with, write_ade150, write_image, write_label, write_voc
+from helpers.miniatures import label_with, write_ade150, write_image, write_label, write_voc
 from PIL import Image
 from scipy.io import savemat
 

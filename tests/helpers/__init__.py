@@ -1,0 +1,7 @@
+"""Code the tests share, importable as ``helpers`` (pytest puts ``tests/`` on ``sys.path``).
+
+- :mod:`helpers.golden`: where the golden set is (``tests/golden/data`` or ``$CLIPTRASE_GOLDEN_DIR``).
+- :mod:`helpers.config`: the eval config composed as ``cliptrase-eval`` composes it.
+- :mod:`helpers.miniatures`: writers of miniature benchmark copies in their official on-disk layouts.
+- :mod:`helpers.loopback_http`: a loopback HTTP server for the download tests; it fails any other host.
+"""
