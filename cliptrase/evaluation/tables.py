@@ -10,6 +10,7 @@ get their own clearly labelled rows next to the measured ones and are never mixe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cliptrase.evaluation.failures import FailedRecord
 from cliptrase.evaluation.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,12 @@ MISSING = "—"
 PUBLISHED_SUFFIX = " (published)"
 DELTA_SUFFIX = " Δ vs published"
 INCOMPLETE_MARK = "*"
+FAILED = "failed"
+"""Cell text of a sweep cell whose job failed (its ``failed.json``; re-running the sweep retries it)."""
+INVALID_LABELS_MARK = "†"
+"""Suffix of a value scored with invalid label values left out (``allow_invalid_labels=true``)."""
+INVALID_LABELS_KEY = "invalid_label_pixels"
+"""Provenance key of a record counting the label pixels outside the dataset's classes."""
 
 RowKind = Literal["measured", "published", "delta"]
 
@@ -65,7 +73,8 @@ class TableRow:
     """One row: a value per column (None where there is no result) and their mean.
 
     ``complete`` is False when a column is missing; the average then covers fewer datasets than the header
-    suggests and renderers mark it.
+    suggests and renderers mark it. ``failed`` names the columns whose job failed (no value);
+    ``invalid_labels`` those scored without some label pixels (``allow_invalid_labels=true``).
     """
 
     label: str
@@ -73,6 +82,8 @@ class TableRow:
     avg: float | None
     complete: bool
     kind: RowKind = "measured"
+    failed: frozenset[str] = frozenset()
+    invalid_labels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,7 @@ def build_table(
     *,
     published: Mapping[str, Mapping[str, float]] | None = None,
     metric_definition: str | None = None,
+    failures: Sequence[FailedRecord] = (),
 ) -> Table:
     """Lay out ``records`` as rows (``record.row``) by columns (``record.column``) of ``metric``.
 
@@ -160,6 +172,7 @@ def build_table(
             a published counterpart is followed by a ``"<row> (published)"`` row and a
             ``"<row> Δ vs published"`` row (measured - published); datasets outside the table are ignored.
         metric_definition: keep only records of this definition; required when records mix definitions.
+        failures: failed sweep cells (``load_failures``); a cell with no complete record reads ``failed``.
 
     Raises:
         ValueError: no records, unknown metric, or mixed metric definitions without ``metric_definition``.
@@ -168,7 +181,8 @@ def build_table(
     definitions = sorted({r.metric_definition for r in records})
     if metric_definition is not None:
         records = [r for r in records if r.metric_definition == metric_definition]
-        if not records and definitions:
+        failures = [f for f in failures if f.metric_definition == metric_definition]
+        if not records and not failures and definitions:
             raise ValueError(
                 f"no records with metric definition {metric_definition!r}; found: {', '.join(definitions)}"
             )
@@ -177,15 +191,25 @@ def build_table(
             f"records mix metric definitions ({', '.join(definitions)}) whose numbers are not comparable; "
             "use build_tables() for one table per definition or pass metric_definition=..."
         )
-    _check_inputs(records, metric)
+    if records or not failures:
+        _check_inputs(records, metric)
     records = _dedupe(records)
-    columns = tuple(sorted({r.column for r in records}, key=_column_key))
+    definition = records[0].metric_definition if records else failures[0].metric_definition
     grid: dict[str, dict[str, float | None]] = {}
     for rec in records:
         grid.setdefault(rec.row, {})[rec.column] = _value(rec, metric)
+    failed = {(f.row, f.column) for f in failures if f.column not in grid.get(f.row, {})}
+    for label, _ in sorted(failed):
+        grid.setdefault(label, {})
+    invalid = {(r.row, r.column) for r in records if r.provenance.get(INVALID_LABELS_KEY)}
+    columns = tuple(sorted({r.column for r in records} | {c for _, c in failed}, key=_column_key))
     rows: list[TableRow] = []
     for label, cells in grid.items():
-        measured = _make_row(label, columns, cells, "measured")
+        measured = dataclasses.replace(
+            _make_row(label, columns, cells, "measured"),
+            failed=frozenset(c for r, c in failed if r == label),
+            invalid_labels=frozenset(c for r, c in invalid if r == label),
+        )
         rows.append(measured)
         if published is not None and label in published:
             rows.extend(_published_rows(measured, columns, published[label]))
@@ -193,7 +217,7 @@ def build_table(
         unmatched = sorted(set(published) - grid.keys())
         if unmatched:
             logger.info("published rows without measured results (not shown): %s", ", ".join(unmatched))
-    return Table(metric, records[0].metric_definition, columns, tuple(rows))
+    return Table(metric, definition, columns, tuple(rows))
 
 
 def _published_rows(
@@ -217,12 +241,17 @@ def build_tables(
     metric: str = "mIoU",
     *,
     published: Mapping[str, Mapping[str, float]] | None = None,
+    failures: Sequence[FailedRecord] = (),
 ) -> list[Table]:
-    """One :func:`build_table` per metric definition present, sorted by definition name."""
+    """One :func:`build_table` per metric definition present (in records or failures), sorted by name."""
     records = list(records)
-    _check_inputs(records, metric)
-    definitions = sorted({r.metric_definition for r in records})
-    return [build_table(records, metric, published=published, metric_definition=d) for d in definitions]
+    if records or not failures:
+        _check_inputs(records, metric)
+    definitions = sorted({r.metric_definition for r in records} | {f.metric_definition for f in failures})
+    return [
+        build_table(records, metric, published=published, metric_definition=d, failures=failures)
+        for d in definitions
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ renderers
@@ -251,25 +280,53 @@ def to_markdown(table: Table) -> str:
         "|---|" + "---:|" * (len(table.columns) + 1),
     ]
     for row in table.rows:
-        cells = [_fmt(row.cells[c], row.kind) for c in table.columns]
+        cells = [_cell(row, c) for c in table.columns]
         avg = _fmt(row.avg, row.kind) + ("" if row.complete or row.avg is None else INCOMPLETE_MARK)
         lines.append(f"| {_md_escape(row.label)} | " + " | ".join([*cells, avg]) + " |")
     if any(not r.complete and r.avg is not None for r in table.rows):
         # Escaped: a line starting with "* " would render as a bullet.
         lines += ["", f"\\{INCOMPLETE_MARK} average over the available datasets only (row incomplete)."]
+    lines += _notes(table)
     return "\n".join(lines) + "\n"
 
 
+def _cell(row: TableRow, column: str) -> str:
+    if column in row.failed:
+        return FAILED
+    return _fmt(row.cells[column], row.kind) + (INVALID_LABELS_MARK if column in row.invalid_labels else "")
+
+
+def _notes(table: Table) -> list[str]:
+    """Footnotes for failed cells and cells scored without invalid label pixels."""
+    notes = []
+    if any(r.failed for r in table.rows):
+        notes.append(
+            f"{FAILED}: the job failed (its error is in the run folder's failed.json); re-run the sweep to "
+            "retry only those cells."
+        )
+    if any(r.invalid_labels for r in table.rows):
+        notes.append(
+            f"{INVALID_LABELS_MARK} scored with allow_invalid_labels=true: label values outside the "
+            f"dataset's classes were left out ({INVALID_LABELS_KEY} in the record); "
+            "run `cliptrase data check`."
+        )
+    return ["", *notes] if notes else []
+
+
 def to_csv(table: Table) -> str:
-    """CSV with columns ``row, kind, <datasets...>, Avg, complete``; 4 dp, empty cells for missing values."""
+    """CSV with columns ``row, kind, <datasets...>, Avg, complete``; 4 dp, empty cells for missing values,
+    ``failed`` for failed cells."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["row", "kind", *table.columns, AVG, "complete"])
     for row in table.rows:
-        values = [*(row.cells[c] for c in table.columns), row.avg]
-        cells = ["" if v is None else f"{v:.4f}" for v in values]
-        writer.writerow([row.label, row.kind, *cells, str(row.complete).lower()])
+        cells = [FAILED if c in row.failed else _csv_value(row.cells[c]) for c in table.columns]
+        writer.writerow([row.label, row.kind, *cells, _csv_value(row.avg), str(row.complete).lower()])
     return buf.getvalue()
+
+
+def _csv_value(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def _chart_data(table: Table) -> tuple[list[str], list[TableRow]]:
