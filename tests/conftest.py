@@ -79,11 +79,7 @@ _skipped_golden: list[str] = []
 
 def _needs_golden(report: pytest.TestReport) -> bool:
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    return (
-        report.nodeid.startswith("tests/golden/")
-        or "golden" in report.keywords
-        or GOLDEN_ENV in reason
-    )
+    return report.nodeid.startswith("tests/golden/") or "golden" in report.keywords or GOLDEN_ENV in reason
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

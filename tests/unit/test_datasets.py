@@ -8,8 +8,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from helpers.miniatures import WRITERS
+from hydra import compose, initialize_config_dir
 from mmseg.datasets import PascalVOCDataset
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.evaluation import IoUMetric
