@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         logger.error("%s", err)
         return EXIT_BAD_INPUT
     logger.info(
-        "wrote %s%s", exp_dir / REPORT_FILE, f" and {QUALITATIVE_STEM}.{{png,pdf}}" if grid is not None else ""
+        "wrote %s%s",
+        exp_dir / REPORT_FILE,
+        f" and {QUALITATIVE_STEM}.{{png,pdf}}" if grid is not None else "",
     )
     return EXIT_OK
 

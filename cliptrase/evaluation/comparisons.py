@@ -257,6 +257,11 @@ def _difference(a: np.ndarray, b: np.ndarray, point: float) -> Difference:
     return Difference(point, percentile_interval(a - b), share_better(a, b))
 
 
+def shared_columns(boot: Bootstrap, row_a: str, row_b: str) -> list[str]:
+    """Datasets where both rows have per-image records."""
+    return sorted({c for r, c in boot.samples if r == row_a} & {c for r, c in boot.samples if r == row_b})
+
+
 def compare_rows(boot: Bootstrap, records: Sequence[ResultRecord], row_a: str, row_b: str) -> Comparison:
     """Paired bootstrap of row A against row B on every dataset where both have per-image records.
 
@@ -273,7 +278,7 @@ def compare_rows(boot: Bootstrap, records: Sequence[ResultRecord], row_a: str, r
         )
     if definitions[a] != boot.metric_definition:
         raise ValueError(f"the bootstrap is of {boot.metric_definition}, the rows of {definitions[a]}")
-    columns = sorted({c for r, c in boot.samples if r == a} & {c for r, c in boot.samples if r == b})
+    columns = shared_columns(boot, a, b)
     if not columns:
         raise ValueError(f"rows {a!r} and {b!r} share no dataset with per-image records to compare on")
     cells: dict[str, Difference] = {}
@@ -327,8 +332,10 @@ def interval_markdown(result: IntervalTable) -> str:
     ]
     for row in table.rows:
         spec = "+.2f" if row.kind == "delta" else ".2f"
-        cells = [_fmt_value(row.cells[c], spec) + _fmt_interval(result.cells.get((row.label, c))) for c in
-                 table.columns]
+        cells = [
+            _fmt_value(row.cells[c], spec) + _fmt_interval(result.cells.get((row.label, c)))
+            for c in table.columns
+        ]
         avg = _fmt_value(row.avg, spec) + _fmt_interval(result.avgs.get(row.label))
         avg += "" if row.complete or row.avg is None else "*"
         lines.append(f"| {_md(row.label)} | " + " | ".join([*cells, avg]) + " |")

@@ -1,20 +1,37 @@
 """mmengine metrics: the authors' ``paper_scores`` for the paper protocol (mmseg's ``IoUMetric`` is used
-as is for the standard protocol)."""
+as is for the standard protocol).
+
+Both keep each image's confusion matrix as its non-zero cells, one result entry per image, so that
+mmengine gathers them across torchrun ranks like any result (and drops the sampler's padding by entry
+position); after ``compute_metrics`` the metric's ``per_image`` holds them in dataset order
+(:class:`~cliptrase.evaluation.per_image.PerImageCounts`, written as ``per_image.npz``).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmseg.evaluation import IoUMetric
 
-from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+from cliptrase.evaluation.paper_metric import PAPER_METRIC, confusion_matrix, paper_scores
+from cliptrase.evaluation.per_image import ImageCells, PerImageCounts, image_cells
 from cliptrase.registry import METRICS
 from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
+
+MMSEG_METRIC = "mmseg_iou"
+"""Name recorded next to numbers produced by :class:`IoUMetricPerClass` (mmseg's ``IoUMetric``)."""
+
+
+def _image_id(sample: dict) -> str:
+    """File stem of the sample's image ("" for synthetic samples without a path)."""
+    path = sample.get("img_path")
+    return Path(path).stem if path else ""
 
 
 @METRICS.register_module()
@@ -34,32 +51,36 @@ class PaperMetric(BaseMetric):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.per_image: PerImageCounts | None = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep each scored image's confusion matrix as its non-zero (cell, count) pairs.
+        """Keep each image's confusion matrix as its non-zero (cell, count) pairs.
 
         A dense matrix per image would grow by C² int64 per image (1.7 MB on PC-459, 5.7 MB on ADE-847);
-        an image fills a few dozen cells. One entry per image (not a running sum) because under
-        distributed runs mmengine drops the sampler's padding duplicates by entry position.
+        an image fills a few dozen cells. One entry per image, skipped images included (flagged, no
+        cells), because under distributed runs mmengine drops the sampler's padding duplicates by entry
+        position.
         """
         with stage("metric"):
             for sample in data_samples:
                 if not sample.get("paper_scored", True):
+                    empty = np.zeros(0, dtype=np.int64)
+                    self.results.append(ImageCells(_image_id(sample), empty, empty, scored=False))
                     continue
                 pred = sample["pred_sem_seg"]["data"].squeeze(0).cpu().numpy()
                 gt = sample["gt_sem_seg"]["data"].squeeze(0).cpu().numpy()
                 hist = confusion_matrix(gt, pred, self.num_classes).ravel()
                 cells = np.flatnonzero(hist)
-                self.results.append((cells, hist[cells]))
+                self.results.append(ImageCells(_image_id(sample), cells, hist[cells]))
 
     def compute_metrics(self, results: list) -> dict:
-        hist = np.zeros(self.num_classes**2, dtype=np.int64)
-        for cells, counts in results:
-            hist[cells] += counts  # cells are unique within an entry
-        scores = paper_scores(hist.reshape(self.num_classes, self.num_classes))
+        self.per_image = PerImageCounts.from_entries(
+            results, metric_definition=PAPER_METRIC, num_classes=self.num_classes, side=self.num_classes
+        )
+        scores = paper_scores(self.per_image.total())
         logger.info(
             "paper metric over %d scored images: %s",
-            len(results),
+            self.per_image.n_images,
             {k: v for k, v in scores.items() if k != "per_class_IoU"},
         )
         return scores
@@ -68,16 +89,47 @@ class PaperMetric(BaseMetric):
 @METRICS.register_module()
 class IoUMetricPerClass(IoUMetric):
     """mmseg's ``IoUMetric`` (the standard protocol's metric, unchanged) that also returns per-class IoU
-    and accuracy (percent; NaN where the class has no union / no GT), so results can store them."""
+    and accuracy (percent; NaN where the class has no union / no GT), so results can store them, and keeps
+    each image's confusion matrix (``per_image`` after ``compute_metrics``).
+
+    The matrices have one extra row and column (index C) for labels outside 0..C-1 that are not
+    ``ignore_index``: mmseg's areas count the in-range label of such a pixel, so the diagonal, row and
+    column sums over the first C entries equal mmseg's intersection, GT and prediction areas exactly.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.per_image: PerImageCounts | None = None
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        """mmseg's per-image areas (four C-vectors per image, kept as mmseg keeps them)."""
+        """mmseg's per-image areas (four C-vectors per image, kept as mmseg keeps them), each entry
+        extended by the image's :class:`ImageCells`."""
         with stage("metric"):
-            super().process(data_batch, data_samples)
+            for sample in data_samples:
+                before = len(self.results)
+                super().process(data_batch, [sample])
+                if len(self.results) > before:  # mmseg appended this image's areas
+                    self.results[-1] = (*self.results[-1], self._cells(sample))
+
+    def _cells(self, sample: dict) -> ImageCells:
+        side = len(self.dataset_meta["classes"]) + 1
+        pred = sample["pred_sem_seg"]["data"].squeeze().cpu().numpy().astype(np.int64)
+        gt = sample["gt_sem_seg"]["data"].squeeze().cpu().numpy().astype(np.int64)
+        keep = gt != self.ignore_index
+        gt, pred = gt[keep], pred[keep]
+        outside = side - 1
+        gt = np.where((gt >= 0) & (gt < outside), gt, outside)
+        pred = np.where((pred >= 0) & (pred < outside), pred, outside)
+        return image_cells(_image_id(sample), gt, pred, side)
 
     def compute_metrics(self, results: list) -> dict:
-        summary = super().compute_metrics(results)
-        cols = tuple(zip(*results))
+        side = len(self.dataset_meta["classes"]) + 1
+        self.per_image = PerImageCounts.from_entries(
+            [r[4] for r in results], metric_definition=MMSEG_METRIC, num_classes=side - 1, side=side
+        )
+        areas = [r[:4] for r in results]
+        summary = super().compute_metrics(areas)
+        cols = tuple(zip(*areas))
         area = [sum(c) for c in cols[:4]]
         per = self.total_area_to_metrics(*area, ["mIoU"], self.nan_to_num, self.beta)
         summary["per_class_IoU"] = [round(float(v) * 100, 2) for v in per["IoU"]]

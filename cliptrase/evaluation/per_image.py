@@ -267,7 +267,8 @@ def load_per_image(experiment_dir: Path, record: ResultRecord) -> PerImageCounts
         )
         return None
     if counts.num_classes != len(record.class_names):
-        logger.warning("ignoring %s: %d classes, the record has %d", path, counts.num_classes,
-                       len(record.class_names))
+        logger.warning(
+            "ignoring %s: %d classes, the record has %d", path, counts.num_classes, len(record.class_names)
+        )
         return None
     return counts

@@ -77,7 +77,9 @@ def collect_grids(
     return Qualitative(tuple(g for g in grids if g.stems), tuple(without))
 
 
-def _grid(column: str, methods: list[tuple[str, dict[str, Path]]], stems: Sequence[str] | None, k: int) -> Grid:
+def _grid(
+    column: str, methods: list[tuple[str, dict[str, Path]]], stems: Sequence[str] | None, k: int
+) -> Grid:
     if stems:
         known = set().union(*(set(o) for _, o in methods))
         unknown = [s for s in stems if s not in known]

@@ -14,10 +14,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from cliptrase.evaluation.class_view import class_chart
-from cliptrase.evaluation.comparisons import Comparison, Difference, IntervalTable, Interval
+from cliptrase.evaluation.comparisons import Comparison, Difference, Interval, IntervalTable
 from cliptrase.evaluation.qualitative import Qualitative
 from cliptrase.evaluation.significance import Analysis
 from cliptrase.evaluation.tables import AVG, MISSING
@@ -78,8 +77,12 @@ def interval_table_html(result: IntervalTable) -> str:
             + _interval(result.cells.get((row.label, c)))
             for c in table.columns
         ]
-        cells.append((MISSING if row.avg is None else f"{row.avg:.2f}") + _interval(result.avgs.get(row.label)))
-        body.append(f"<tr><td>{html.escape(row.label)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        cells.append(
+            (MISSING if row.avg is None else f"{row.avg:.2f}") + _interval(result.avgs.get(row.label))
+        )
+        body.append(
+            f"<tr><td>{html.escape(row.label)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        )
     caption = (
         f"{html.escape(table.metric)} (%), metric definition <code>{html.escape(table.metric_definition)}"
         "</code>, 95 % bootstrap interval over images"
@@ -142,12 +145,14 @@ def qualitative_html(qualitative: Qualitative, grid_png: bytes | None) -> str:
         rows = []
         for stem, cells in zip(grid.stems, grid.cells):
             tds = "".join(
-                f"<td>{_img(p.read_bytes(), 'image/png', f'{stem} {m}')}</td>" if p else "<td>no prediction</td>"
+                f"<td>{_img(p.read_bytes(), 'image/png', f'{stem} {m}')}</td>"
+                if p
+                else "<td>no prediction</td>"
                 for p, m in zip(cells, grid.methods)
             )
             rows.append(f"<tr><td>{html.escape(stem)}</td>{tds}</tr>")
         parts.append(
-            f"<h3>{html.escape(grid.dataset)}</h3><table class=\"grid\"><tr><th>image</th>{head}</tr>"
+            f'<h3>{html.escape(grid.dataset)}</h3><table class="grid"><tr><th>image</th>{head}</tr>'
             + "".join(rows)
             + "</table>"
         )

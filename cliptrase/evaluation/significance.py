@@ -32,6 +32,7 @@ from cliptrase.evaluation.comparisons import (
     interval_markdown,
     interval_table,
     resolve_row,
+    shared_columns,
 )
 from cliptrase.evaluation.results import ResultRecord, atomic_write_text, load_records
 from cliptrase.evaluation.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -128,8 +129,13 @@ def analyse(
     boot: Bootstrap = bootstrap_records(
         own, experiment_dir, table.metric, n_resamples=request.n_resamples, seed=request.seed
     )
-    comparisons = tuple(compare_rows(boot, own, a, b) for a, b in pairs)
-    return Analysis(interval_table(table, boot), comparisons)
+    comparisons = []
+    for a, b in pairs:
+        if request.baseline is not None and not shared_columns(boot, a, b):
+            logger.info("%s is not compared with %s: no dataset where both have per-image records", a, b)
+            continue
+        comparisons.append(compare_rows(boot, own, a, b))
+    return Analysis(interval_table(table, boot), tuple(comparisons))
 
 
 def write_analysis(analysis: Analysis, out_dir: Path, stem: str, request: StatsRequest) -> list[Path]:

@@ -53,6 +53,40 @@ def test_paper_metric_stores_sparse_per_image_entries():
     for _ in range(5):
         a.process({}, _samples())
     b.process({}, _samples())
-    assert len(a.results) == 10 and all(len(cells) <= 9 for cells, _ in a.results)
+    assert len(a.results) == 10 and all(len(entry.cells) <= 9 for entry in a.results)
     hist = sum(confusion_matrix(g, p, 3) for g, p in zip(GT, PRED))
     assert a.compute_metrics(a.results + b.results) == paper_scores(6 * hist)
+
+
+def test_paper_metric_per_image_counts_keep_skipped_images_as_entries():
+    """A skipped image is an entry (distributed padding is dropped by position) but not a record."""
+    metric = PaperMetric(num_classes=3)
+    samples = _samples(scored=(False, True))
+    for i, sample in enumerate(samples):
+        sample["img_path"] = f"/data/JPEGImages/im{i}.jpg"
+    metric.process({}, samples)
+    assert len(metric.results) == 2
+    metric.compute_metrics(metric.results)
+    per_image = metric.per_image
+    assert per_image.image_ids == ("im1",) and per_image.metric_definition == "paper_scores"
+    np.testing.assert_array_equal(per_image.total(), confusion_matrix(GT[1], PRED[1], 3))
+
+
+def test_iou_metric_per_image_counts_equal_mmseg_areas():
+    """Diagonal, row and column sums of the stored matrices are mmseg's own per-image areas, including
+    a pixel whose GT lies outside the classes (mmseg still counts its prediction)."""
+    metric = IoUMetricPerClass(iou_metrics=["mIoU"], ignore_index=255)
+    metric.dataset_meta = {"classes": ("a", "b", "c")}
+    samples = _samples()
+    samples[1]["gt_sem_seg"]["data"][0, 0, 0] = 7  # out of range, not ignored
+    for i, sample in enumerate(samples):
+        sample["img_path"] = f"im{i}.png"
+    metric.process({}, samples)
+    metric.compute_metrics(metric.results)
+    per_image = metric.per_image
+    assert per_image.side == 4 and per_image.image_ids == ("im0", "im1")
+    inter, gt, pred = per_image.marginals()
+    for i, (area_inter, _union, area_pred, area_gt) in enumerate(r[:4] for r in metric.results):
+        np.testing.assert_array_equal(inter[i], area_inter.numpy())
+        np.testing.assert_array_equal(gt[i], area_gt.numpy())
+        np.testing.assert_array_equal(pred[i], area_pred.numpy())

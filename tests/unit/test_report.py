@@ -38,7 +38,7 @@ class PageParser(HTMLParser):
         attrs = dict(attrs)
         if tag == "img":
             self.images.append(attrs)
-            if self.tables and self.tables[-1]["rows"]:
+            if "td" in self._stack:
                 self.tables[-1]["rows"][-1][-1] += "<img>"
             return
         self._stack.append(tag)
@@ -167,4 +167,3 @@ def test_report_renders_in_headless_chromium(experiment, tmp_path):
     )
     n = len(_parse(experiment).images)
     assert f'data-loaded="{n}/{n}"' in out.stdout
-

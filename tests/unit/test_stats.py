@@ -89,7 +89,7 @@ def test_compare_refuses_other_images(tmp_path):
     write_run(tmp_path, CLIP, "demo", matrices)
     write_run(tmp_path, OURS, "demo", matrices[:10])
     records, boot = _bootstrap(tmp_path)
-    with pytest.raises(ValueError, match="different images on demo .20 and 10 images, 10 in common"):
+    with pytest.raises(ValueError, match=r"different images on demo .10 and 20 images, 10 in common"):
         compare_rows(boot, records, OURS, CLIP)
 
 
