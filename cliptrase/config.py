@@ -50,15 +50,22 @@ class ModelConfig:
 
     Attributes:
         slug: short name used in run folders and table rows (``vit_b16_openai``).
-        name: open_clip architecture (``ViT-B-16``); ignored when ``weights`` is set.
+        name: open_clip architecture (``ViT-B-16``). With ``weights``: the architecture of an open_clip
+            checkpoint; null for an OpenAI-format file (architecture read from its tensors).
         pretrained: open_clip pretrained tag (``openai``) or ``random``.
-        weights: path of a local state dict, or null.
+        weights: path of a local checkpoint (OpenAI TorchScript archive, state dict, safetensors), or null.
+        quick_gelu: MLP activation override; null = as the weights were trained (the tag's pretrained config,
+            else the architecture config, QuickGELU for OpenAI-format files). Contradicting a tag is refused.
+        cache_dir: open_clip's download cache (null: open_clip's default, ``~/.cache/huggingface/hub`` and
+            ``~/.cache/clip``); ``cliptrase models fetch`` fills it ahead of time.
     """
 
     slug: str = "???"
     name: str | None = None
     pretrained: str | None = None
     weights: str | None = None
+    quick_gelu: bool | None = None
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -138,10 +145,9 @@ class ProtocolConfig:
         area_thd: SCLIP's post-process: a foreground class predicted on at most this fraction of the
             predicted foreground pixels is suppressed (its pixels take the next class); null = off.
         area_thd_by_dataset: per-dataset area thresholds (SCLIP: 0.1 on VOC21).
-        pad_to: how a window (or whole image) whose side is not a multiple of the patch size is encoded:
-            0 = floor the patch grid and stretch the logits back over the window (SCLIP, NACLIP);
-            N > 0 = zero-pad the window, centred, to a multiple of N and crop the logits (ClearCLIP 16,
-            ProxyCLIP 56). N must be a multiple of the patch size.
+        pad_to: 0, or zero-pad each window (or whole image), centred, to multiples of N and crop the logits
+            back (ClearCLIP 16, ProxyCLIP 56). Then the patch grid is floored and the logits stretched over
+            the (padded) window, as every peer's patch convolution does (SCLIP, NACLIP: no padding).
         metric: ``paper_scores`` or ``mmseg_iou``.
         vocab: class-name set (``cliptrase.datasets.vocab.VOCAB_SETS``): ``paper``, ``standard`` (= the
             SCLIP/NACLIP files), ``clearclip`` or ``proxyclip``.

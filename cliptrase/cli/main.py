@@ -1,7 +1,8 @@
 """The ``cliptrase`` console script: ``predict``, ``data`` (prepare/check datasets) and more.
 
 Errors a user can fix (bad names, missing files, bad values) are reported in one line, without a
-traceback, and exit with status 2; ``--debug`` shows the traceback.
+traceback, with the exit codes of :mod:`cliptrase.errors`; ``--debug`` (or ``CLIPTRASE_DEBUG=1``) shows the
+traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import logging
 import sys
 
 from cliptrase import __version__
-
-logger = logging.getLogger("cliptrase")
-
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+from cliptrase.errors import call_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from cliptrase.cli import data, predict, reproduce, table
+    from cliptrase.cli import data, models, predict, reproduce, table
 
     parser = argparse.ArgumentParser(prog="cliptrase", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cliptrase {__version__}")
@@ -27,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     predict.register(sub)
     data.register(sub)
+    models.register(sub)
     table.register(sub)
     reproduce.register(sub)
     return parser
@@ -41,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        if args.debug:
-            raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        logger.error("%s", msg)
-        return 2
+    return call_guarded(args.func, args, debug=args.debug)
 
 
 if __name__ == "__main__":

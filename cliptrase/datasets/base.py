@@ -21,6 +21,7 @@ from mmengine.registry import DefaultScope
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 
+from cliptrase.errors import DataError
 from cliptrase.registry import DATASETS, TRANSFORMS
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,8 @@ class LoadAnnotationsU16(LoadAnnotations):
             raise ValueError(
                 f"label map {path} has shape {labels.shape}; expected one channel (a colour image?)"
             )
+        _check_same_size(results, labels.shape)
+        results["gt_seg_map_dtype"] = labels.dtype.name  # the file's own sample type (paper GT resize)
         labels = labels.astype(np.int64)
         if self.reduce_zero_label is not None and self.reduce_zero_label != results["reduce_zero_label"]:
             raise ValueError(
@@ -269,6 +272,24 @@ class LoadAnnotationsU16(LoadAnnotations):
                 labels[original == old_id] = new_id
         results["gt_seg_map"] = labels
         results["seg_fields"].append("gt_seg_map")
+
+
+def _check_same_size(results: dict, label_shape: tuple[int, ...]) -> None:
+    """Refuse an image and a label map of different sizes after decoding (nothing is silently resized).
+
+    The image loaders record the decoded size in ``ori_shape``; an EXIF orientation applied to the image
+    only (standard protocol, mmseg's cv2 decoder), a wrong file pairing or a damaged conversion shows here.
+    """
+    image_shape = results.get("ori_shape")
+    if image_shape is None or tuple(image_shape[:2]) == tuple(label_shape[:2]):
+        return
+    h, w = image_shape[:2]
+    lh, lw = label_shape[:2]
+    raise DataError(
+        f"image {results.get('img_path')} decodes to {w}x{h} but its label map {results['seg_map_path']} "
+        f"is {lw}x{lh}; they must have the same size (an EXIF orientation tag on the image, or a wrong "
+        "pairing); run `cliptrase data check` on the dataset"
+    )
 
 
 def default_test_pipeline() -> list[dict]:

@@ -1,13 +1,18 @@
 """Loading open_clip models: the only module that talks to open_clip's factory.
 
-Three sources, one result (:class:`LoadedClip`):
+Four sources, one result (:class:`LoadedClip`):
 
-* ``(name, pretrained_tag)`` through ``open_clip.create_model_and_transforms`` — the real download path a user
-  with internet gets (weights land in open_clip's own cache);
-* ``weights=FILE`` — a local OpenAI-format CLIP state dict (the golden tiny CLIP loads this way), rebuilt with
-  ``open_clip.build_model_from_openai_state_dict`` and cast to fp32 as the authors' script runs it
-  (method.md §2.1: ``convert_weights`` is commented out there);
-* ``pretrained="random"`` — random weights from an open_clip architecture config, for demos and shape tests.
+* ``(name, pretrained_tag)``: the tag's weights (found in open_clip's cache, or downloaded by open_clip's own
+  downloader, :mod:`cliptrase.models.hub`) loaded through ``open_clip.create_model_and_transforms``, with the
+  network built **as the weights were trained**: QuickGELU when the tag's pretrained config says
+  ``quick_gelu`` (open_clip itself only warns when the architecture config disagrees, and would otherwise
+  run OpenAI's ViT-B/16 with ``nn.GELU``), and the tag's mean/std;
+* ``weights=FILE`` without a name: an OpenAI-format CLIP (TorchScript archive as ``clip.load`` downloads it,
+  or a plain state dict), rebuilt with ``open_clip.build_model_from_openai_state_dict`` with QuickGELU and cast
+  to fp32 as the authors' script runs it (docs/method.md §2.1: ``convert_weights`` is commented out there);
+* ``weights=FILE`` with ``name``: an open_clip checkpoint (``.pt``, ``.bin``, ``.safetensors``, or an OpenAI
+  archive) loaded into that open_clip architecture;
+* ``pretrained="random"``: random weights from an open_clip architecture config, for demos and shape tests.
 
 The model is returned in eval mode and is never modified afterwards (no monkeypatching; see ``dense.py``).
 """
@@ -16,27 +21,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from open_clip.model import build_model_from_openai_state_dict
+from open_clip.model import build_model_from_openai_state_dict, resize_pos_embed
+
+from cliptrase.errors import ConfigError, UnknownNameError, WeightsNotFoundError
+from cliptrase.models import hub
+from cliptrase.models.checkpoints import (
+    CheckpointError,
+    is_openai_format,
+    is_torchscript,
+    read_state_dict,
+    require_openai_format,
+)
 
 logger = logging.getLogger(__name__)
 
 RANDOM = "random"
 """Pretrained tag meaning "no weights": random initialisation from the architecture config."""
 
-_OPENAI_REQUIRED_KEYS = (
-    "visual.conv1.weight",
-    "visual.positional_embedding",
-    "visual.proj",
-    "text_projection",
-    "positional_embedding",
-    "token_embedding.weight",
-)
+QUICK_GELU = "QuickGELU"
+GELU = "GELU"
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,9 @@ class LoadedClip:
         std: per-channel normalisation std.
         model_id: a string identifying architecture + weights, used in cache keys and provenance.
         is_random: True when the weights are a random initialisation.
+        activation: MLP activation the image tower was built with (``QuickGELU`` or ``GELU``).
+        image_size: the tower's native input size (H, W) (its positional table's grid x patch).
+        source: where the weights came from (tag, file path, format), for provenance.
     """
 
     model: torch.nn.Module
@@ -58,6 +71,21 @@ class LoadedClip:
     std: tuple[float, float, float]
     model_id: str
     is_random: bool = False
+    activation: str = ""
+    image_size: tuple[int, int] = (0, 0)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """What the network is, for each result's provenance."""
+        return {
+            "model_id": self.model_id,
+            "activation": self.activation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "image_size": list(self.image_size),
+            "random_weights": self.is_random,
+            **self.source,
+        }
 
 
 def list_vit_models() -> list[str]:
@@ -67,7 +95,7 @@ def list_vit_models() -> list[str]:
 
 def _check_model_name(name: str) -> None:
     if name not in open_clip.list_models():
-        raise ValueError(
+        raise UnknownNameError(
             f"unknown open_clip model {name!r}; valid ViT names include: {', '.join(list_vit_models()[:40])} "
             "(see open_clip.list_models() for all)"
         )
@@ -77,7 +105,7 @@ def _check_pretrained_tag(name: str, tag: str) -> None:
     tags = open_clip.list_pretrained_tags_by_model(name)
     if tag not in tags:
         valid = ", ".join(tags) if tags else "none (use pretrained=random or weights=FILE)"
-        raise ValueError(f"unknown pretrained tag {tag!r} for {name!r}; valid tags: {valid}")
+        raise UnknownNameError(f"unknown pretrained tag {tag!r} for {name!r}; valid tags: {valid}")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -89,31 +117,65 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an OpenAI-format CLIP state dict from ``path`` and check that it is one.
+def activation_of(model: torch.nn.Module) -> str:
+    """``QuickGELU`` or ``GELU``: the activation of the image tower's MLPs (first block)."""
+    blocks = model.visual.transformer.resblocks
+    act = blocks[0].mlp.gelu
+    return QUICK_GELU if type(act).__name__ == "QuickGELU" else type(act).__name__
+
+
+def tag_uses_quick_gelu(name: str, tag: str) -> bool:
+    """Whether the weights of ``name``/``tag`` were trained with QuickGELU (the tag's pretrained config)."""
+    return bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
+
+
+def config_uses_quick_gelu(name: str) -> bool:
+    """Whether open_clip's architecture config ``name`` builds QuickGELU by itself (``*-quickgelu``)."""
+    return bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+
+
+def resolve_quick_gelu(name: str, tag: str | None, override: bool | None) -> bool:
+    """The activation to build ``name`` with: the tag's, else the override, else the architecture's.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a CLIP state dict (names the missing keys).
+        ConfigError: ``override`` contradicts the tag; the message says why.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for non-checkpoint files
-        raise ValueError(f"weights file {path} is not a readable torch state dict: {exc}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ValueError(f"weights file {path} holds a {type(obj).__name__}, not a CLIP state dict")
-    missing = [k for k in _OPENAI_REQUIRED_KEYS if k not in obj]
-    if missing:
-        raise ValueError(
-            f"weights file {path} is not an OpenAI-format CLIP ViT state dict "
-            f"(missing keys: {', '.join(missing)})"
+    cfg_quick = config_uses_quick_gelu(name)
+    if tag is None or tag == RANDOM:
+        return cfg_quick if override is None else bool(override)
+    tag_quick = tag_uses_quick_gelu(name, tag)
+    act = QUICK_GELU if tag_quick else GELU
+    if override is not None and bool(override) != tag_quick:
+        raise ConfigError(
+            f"model.quick_gelu={str(bool(override)).lower()} contradicts pretrained tag {tag!r} of {name!r}: "
+            f"those weights were trained with {act}, and another activation would change every number; "
+            "drop model.quick_gelu (the tag decides)"
         )
-    return obj
+    return tag_quick
+
+
+def activation_kwargs(quick: bool) -> dict[str, bool]:
+    """open_clip model kwargs that set the activation either way.
+
+    ``force_quick_gelu`` can only switch QuickGELU on; a model kwarg has open_clip's highest priority
+    (``final_model_cfg.update(model_kwargs)``), so a ``*-quickgelu`` config can also be built with GELU.
+    """
+    return {"quick_gelu": bool(quick)}
+
+
+def _preprocess_of(model: torch.nn.Module) -> tuple[tuple, tuple]:
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    return tuple(cfg.get("mean", OPENAI_DATASET_MEAN)), tuple(cfg.get("std", OPENAI_DATASET_STD))
+
+
+def _native_size(model: torch.nn.Module) -> tuple[int, int]:
+    size = getattr(model.visual, "image_size", (0, 0))
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _tag_preprocess(name: str, tag: str) -> dict[str, Any]:
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    return {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
 
 
 def load_clip(
@@ -123,60 +185,179 @@ def load_clip(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     cache_dir: str | None = None,
+    quick_gelu: bool | None = None,
 ) -> LoadedClip:
-    """Load a CLIP ViT by open_clip name + pretrained tag, from a local state-dict file, or at random.
+    """Load a CLIP ViT by open_clip name + pretrained tag, from a local checkpoint file, or at random.
 
     Args:
-        name: open_clip architecture name (``ViT-B-16``); ignored when ``weights`` is given.
+        name: open_clip architecture name (``ViT-B-16``). With ``weights``, the architecture of an open_clip
+            checkpoint; without, the file must be an OpenAI-format CLIP (architecture read from the tensors).
         pretrained: open_clip pretrained tag (``openai``, ``laion2b_s32b_b79k``) or ``"random"``.
-        weights: path of an OpenAI-format state dict; its architecture is read from the tensors.
+        weights: path of a checkpoint file (TorchScript archive, state dict, safetensors).
         device: where to put the model.
         cache_dir: open_clip download cache (default: open_clip's own).
+        quick_gelu: activation override (None: as the tag / architecture / OpenAI format says). Refused
+            when it contradicts a pretrained tag.
 
     Returns:
-        The model in eval mode, fp32, with tokenizer, normalisation and an identifier.
+        The model in eval mode, fp32, with tokenizer, normalisation, activation and an identifier.
     """
     if weights is not None:
-        return _load_from_file(weights, device)
+        return _load_from_file(weights, name, pretrained, device, quick_gelu)
     if name is None:
-        raise ValueError(
+        raise ConfigError(
             "model: give an open_clip name (model.name=ViT-B-16) or a weights file (model.weights=FILE)"
         )
     _check_model_name(name)
     is_random = pretrained in (None, RANDOM)
     if not is_random:
         _check_pretrained_tag(name, pretrained)
-    else:
+    quick = resolve_quick_gelu(name, None if is_random else pretrained, quick_gelu)
+    source: dict[str, Any] = {"pretrained": pretrained or RANDOM}
+    if is_random:
         logger.warning("model %s has RANDOM weights (pretrained=%s): outputs are meaningless", name, RANDOM)
-    model, _, _ = open_clip.create_model_and_transforms(
-        name, pretrained=None if is_random else pretrained, device=device, cache_dir=cache_dir
-    )
-    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-    mean = tuple(cfg.get("mean", OPENAI_DATASET_MEAN))
-    std = tuple(cfg.get("std", OPENAI_DATASET_STD))
-    model = model.float().eval()
-    return LoadedClip(
-        model=model,
-        tokenizer=open_clip.get_tokenizer(name),
-        mean=mean,
-        std=std,
+        model, _, _ = open_clip.create_model_and_transforms(name, device=device, **activation_kwargs(quick))
+    else:
+        path = _tag_weights(name, pretrained, cache_dir)
+        source["weights_file"] = str(path)
+        model = _build_with_file(name, path, quick, device, _tag_preprocess(name, pretrained))
+    return _finish(
+        model,
+        open_clip.get_tokenizer(name),
         model_id=f"{name}/{pretrained or RANDOM}",
         is_random=is_random,
+        source=source,
     )
 
 
-def _load_from_file(weights: str | Path, device: str | torch.device) -> LoadedClip:
-    state = load_openai_state_dict(weights)
-    # build_model_from_openai_state_dict pops keys; give it a shallow copy. It converts parts to fp16 as the
-    # OpenAI checkpoints are stored; the authors run fp32, hence .float().
-    model = build_model_from_openai_state_dict(dict(state), quick_gelu=True)
-    model = model.float().eval().to(device)
-    tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
-    digest = file_sha256(weights)
+def _tag_weights(name: str, tag: str, cache_dir: str | None) -> Path:
+    """The local file of a tag's weights: open_clip's cache, else downloaded now by open_clip."""
+    source = hub.tag_source(name, tag)
+    hit = hub.cached_weights(source, cache_dir)
+    if hit is not None:
+        logger.info("weights of %s:%s from the cache: %s", name, tag, hit)
+        return hit
+    return hub.fetch(name, tag, cache_dir)
+
+
+def _build_with_file(
+    name: str, path: Path, quick: bool, device: str | torch.device, preprocess: dict[str, Any] | None
+) -> torch.nn.Module:
+    """open_clip architecture ``name`` with the weights of ``path`` (any format of :mod:`.checkpoints`)."""
+    pre = preprocess or {}
+    kwargs = dict(
+        device=device,
+        **activation_kwargs(quick),
+        image_mean=pre.get("mean"),
+        image_std=pre.get("std"),
+        image_interpolation=pre.get("interpolation"),
+        image_resize_mode=pre.get("resize_mode"),
+    )
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist")
+    if is_torchscript(path):
+        # open_clip's loader reads torch.save and safetensors files with weights_only=True, which refuses
+        # TorchScript archives; those are read here (torch.jit.load) and loaded the way open_clip loads.
+        model, _, _ = open_clip.create_model_and_transforms(name, **kwargs)
+        state = read_state_dict(path)
+        resize_pos_embed(state, model)
+        _load_strict(model, state, path, name)
+        return model
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=str(path), **kwargs)
+    except Exception as exc:  # open_clip raises unpickling, safetensors and shape errors alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"weights file {path} could not be loaded into open_clip model {name!r} (expected an open_clip "
+            f"or OpenAI checkpoint of that architecture: .pt/.bin/.safetensors): {first}"
+        ) from exc
+    return model
+
+
+def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"weights file {path} does not fit open_clip model {name!r}: {first}") from None
+
+
+def _finish(model, tokenizer, *, model_id: str, is_random: bool, source: dict[str, Any]) -> LoadedClip:
+    model = model.float().eval()
+    mean, std = _preprocess_of(model)
     return LoadedClip(
         model=model,
         tokenizer=tokenizer,
-        mean=tuple(OPENAI_DATASET_MEAN),
-        std=tuple(OPENAI_DATASET_STD),
-        model_id=f"file:{Path(weights).name}:{digest[:16]}",
+        mean=mean,
+        std=std,
+        model_id=model_id,
+        is_random=is_random,
+        activation=activation_of(model),
+        image_size=_native_size(model),
+        source=source,
     )
+
+
+def _load_from_file(
+    weights: str | Path,
+    name: str | None,
+    pretrained: str | None,
+    device: str | torch.device,
+    quick_gelu: bool | None,
+) -> LoadedClip:
+    path = Path(weights).expanduser()
+    digest = file_sha256(path) if path.is_file() else ""
+    source = {"weights_file": str(path), "weights_sha256": digest}
+    if name is not None:
+        _check_model_name(name)
+        tag = pretrained if pretrained not in (None, RANDOM) else None
+        if tag is not None:
+            _check_pretrained_tag(name, tag)
+        quick = resolve_quick_gelu(name, tag, quick_gelu)
+        model = _build_with_file(name, path, quick, device, _tag_preprocess(name, tag) if tag else None)
+        source["format"] = "torchscript" if is_torchscript(path) else "open_clip"
+        return _finish(
+            model,
+            open_clip.get_tokenizer(name),
+            model_id=f"{name}/file:{path.name}:{digest[:16]}",
+            is_random=False,
+            source=source,
+        )
+    state = read_state_dict(path)
+    require_openai_format(state, path)
+    # build_model_from_openai_state_dict pops keys; give it a shallow copy. It converts parts to fp16 as the
+    # OpenAI checkpoints are stored; the authors run fp32, hence .float() in _finish. OpenAI trained with
+    # QuickGELU; an explicit model.quick_gelu=false is honoured for other weights stored in this format.
+    quick = True if quick_gelu is None else bool(quick_gelu)
+    model = build_model_from_openai_state_dict(dict(state), quick_gelu=quick).to(device)
+    source["format"] = "openai_torchscript" if is_torchscript(path) else "openai_state_dict"
+    return _finish(
+        model,
+        open_clip.SimpleTokenizer(context_length=model.context_length),
+        model_id=f"file:{path.name}:{digest[:16]}",
+        is_random=False,
+        source=source,
+    )
+
+
+def load_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an OpenAI-format CLIP state dict (TorchScript archive or plain) and check that it is one."""
+    state = read_state_dict(path)
+    require_openai_format(state, path)
+    return state
+
+
+__all__ = [
+    "GELU",
+    "QUICK_GELU",
+    "RANDOM",
+    "CheckpointError",
+    "LoadedClip",
+    "activation_of",
+    "file_sha256",
+    "is_openai_format",
+    "list_vit_models",
+    "load_clip",
+    "load_openai_state_dict",
+    "resolve_quick_gelu",
+]

@@ -1,0 +1,206 @@
+"""The errors a user can fix, their exit codes, and the one error boundary of every console script.
+
+A *user error* is bad input the user can correct: a config key or value, a name that is not registered, a
+missing or corrupt data or weights file, an unwritable output folder, a failed download. Raise one of the
+:class:`UserError` subclasses below with a message that names the file or key, the value found and the fix;
+the boundary (:func:`error_boundary`) then prints that message as one log line and exits with the class's
+:attr:`UserError.exit_code`, without a traceback. Anything else is a programming error and keeps its
+traceback.
+
+Each subclass also derives from the builtin exception the code raised before (``ConfigError`` is a
+``ValueError``, ``DataNotFoundError`` a ``FileNotFoundError``...), so ``except ValueError`` and
+``pytest.raises(ValueError)`` keep working.
+
+Exit codes (:class:`ExitCode`, the same for ``cliptrase``, ``cliptrase-eval``, ``cliptrase-table`` and every
+sub-command):
+
+====  ===============  ==========================================================================
+code  name             meaning
+====  ===============  ==========================================================================
+0     ``OK``           everything asked for is done
+1     ``INCOMPLETE``   the command ran, but some work is not done: ``data check`` found problems,
+                       archives wait for a manual download, a sweep cell or reproduce step failed.
+                       (An unexpected programming error also exits 1, with its traceback.)
+2     ``USER_ERROR``   bad input, reported in one line: any :class:`UserError`
+130   ``INTERRUPTED``  stopped by Ctrl-C / SIGTERM (128 + SIGINT, the shell convention)
+====  ===============  ==========================================================================
+
+``CLIPTRASE_DEBUG=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``, or ``cliptrase --debug``) lets the exception
+through, traceback included.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Any
+
+logger = logging.getLogger("cliptrase")
+
+DEBUG_ENV = "CLIPTRASE_DEBUG"
+"""Set to 1 to see the traceback of user errors."""
+HYDRA_DEBUG_ENV = "HYDRA_FULL_ERROR"
+"""Hydra's own switch for full tracebacks; honoured the same way."""
+_TRUE = ("1", "true", "yes", "on")
+
+
+class ExitCode(IntEnum):
+    """Documented exit statuses of every console script (see the module docstring)."""
+
+    OK = 0
+    INCOMPLETE = 1
+    USER_ERROR = 2
+    INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """Bad input the user can fix; the message names the file or key and the fix.
+
+    Attributes:
+        exit_code: the status the error boundary exits with.
+    """
+
+    exit_code: ExitCode = ExitCode.USER_ERROR
+
+    def __str__(self) -> str:
+        # KeyError would quote its message (repr); a user error reads as the sentence it is.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ConfigError(UserError, ValueError):
+    """A config key or value (Hydra override, YAML file, command-line option) is invalid."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that is not registered or has no config: dataset, model, method, protocol, table..."""
+
+
+class DataError(UserError, ValueError):
+    """Data that cannot be used as it is: an empty split, an undecodable image, invalid label values."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder (data root, split file, image, label map, results folder) does not exist."""
+
+
+class WeightsError(UserError, ValueError):
+    """Model weights that cannot be used: not a state dict, wrong architecture, unknown name or tag."""
+
+
+class WeightsNotFoundError(WeightsError, FileNotFoundError):
+    """A weights file does not exist, or pretrained weights are neither cached nor downloadable."""
+
+
+class OutputError(UserError, PermissionError):
+    """An output folder or file cannot be written (permissions, read-only file system, disk full)."""
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download or extraction failed: unreachable host, checksum mismatch, unsafe archive."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError,
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    PermissionError,
+)
+"""What the boundary reports in one line: :class:`UserError`, plus the builtins that library code raised for
+user input before these classes existed (with the offending key or path in the message, as style.md asks).
+Other exceptions (``TypeError``, ``AttributeError``, ``RuntimeError``...) are programming errors."""
+
+
+def debug_enabled() -> bool:
+    """Whether ``$CLIPTRASE_DEBUG`` or ``$HYDRA_FULL_ERROR`` asks for tracebacks."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in (DEBUG_ENV, HYDRA_DEBUG_ENV))
+
+
+def message_of(err: BaseException) -> str:
+    """The error's one-line message (a plain ``KeyError`` would otherwise print it quoted)."""
+    if isinstance(err, KeyError) and not isinstance(err, UserError) and len(err.args) == 1:
+        return str(err.args[0])
+    return str(err)
+
+
+def exit_code_of(err: BaseException) -> ExitCode:
+    """:attr:`UserError.exit_code`, or ``USER_ERROR`` for the builtins in :data:`USER_ERRORS`."""
+    return getattr(err, "exit_code", ExitCode.USER_ERROR)
+
+
+def report(err: BaseException, *, prefix: str = "") -> ExitCode:
+    """Log ``err`` as one error line (after ``prefix``, e.g. the sub-command) and return its exit code."""
+    logger.error("%s%s", f"{prefix}: " if prefix else "", message_of(err))
+    return exit_code_of(err)
+
+
+def _handle(err: BaseException, prefix: str) -> ExitCode:
+    """Log a user error or an interrupt in one line; return its exit code."""
+    if isinstance(err, KeyboardInterrupt):
+        logger.error("%sinterrupted", f"{prefix}: " if prefix else "")
+        return ExitCode.INTERRUPTED
+    return report(err, prefix=prefix)
+
+
+def call_guarded(func: Callable[..., int | None], *args: Any, prefix: str = "", debug: bool = False) -> int:
+    """Run an entry point's body; return its status, or a user error's code after one log line.
+
+    Args:
+        func: the command; returns its exit status (``None`` = 0).
+        prefix: names the command in the message (``data check voc21``).
+        debug: let every exception through with its traceback (``--debug``); the environment switches
+            (:func:`debug_enabled`) do the same.
+    """
+    try:
+        return int(func(*args) or 0)
+    except (KeyboardInterrupt, *USER_ERRORS) as err:
+        if debug or debug_enabled():
+            raise
+        return _handle(err, prefix)
+
+
+def guarded(prefix: str = "") -> Callable[[Callable[..., int | None]], Callable[..., int]]:
+    """Decorator form of :func:`call_guarded` for sub-command functions (``args -> exit status``).
+
+    The ``--debug`` flag of the ``cliptrase`` entry point is honoured when the first argument carries it.
+    """
+
+    def wrap(func: Callable[..., int | None]) -> Callable[..., int]:
+        @functools.wraps(func)
+        def wrapper(*args: Any) -> int:
+            debug = bool(args and getattr(args[0], "debug", False))
+            return call_guarded(func, *args, prefix=prefix, debug=debug)
+
+        return wrapper
+
+    return wrap
+
+
+@contextmanager
+def error_boundary(*, prefix: str = "", debug: bool = False, propagate: bool = False) -> Iterator[None]:
+    """Context form of :func:`call_guarded` for code that cannot return a status (a Hydra task function).
+
+    Args:
+        prefix: names the command in the message.
+        debug: let every exception through with its traceback.
+        propagate: log the one line, then re-raise the user error instead of exiting (a job of a Hydra
+            multirun: the launcher records it as failed and goes on with the next job).
+
+    Raises:
+        SystemExit: the user error's code (or ``INTERRUPTED``) after one log line.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, *USER_ERRORS) as err:
+        if debug or debug_enabled():
+            raise
+        code = _handle(err, prefix)
+        if propagate and not isinstance(err, KeyboardInterrupt):
+            raise
+        raise SystemExit(code) from None
