@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmseg.evaluation import IoUMetric
 
 from cliptrase.evaluation.paper_metric import PAPER_METRIC, confusion_matrix, paper_scores
-from cliptrase.evaluation.per_image import ImageCells, PerImageCounts, image_cells
+from cliptrase.evaluation.per_image import ImageCells, PerImageCounts, image_cells, write_per_image
 from cliptrase.registry import METRICS
 from cliptrase.utils.profiling import stage
 
@@ -135,3 +136,27 @@ class IoUMetricPerClass(IoUMetric):
         summary["per_class_IoU"] = [round(float(v) * 100, 2) for v in per["IoU"]]
         summary["per_class_Acc"] = [round(float(v) * 100, 2) for v in per["Acc"]]
         return summary
+
+
+class SavePerImageHook(Hook):
+    """Write the metric's per-image confusion counts as ``<run folder>/per_image.npz`` after the test epoch.
+
+    Only the process that computed the metric (rank 0 under torchrun) holds them, after mmengine gathered
+    the per-image entries of every rank. The hook runs before the record is written, so a run folder with
+    a complete ``metrics.json`` has its per-image file beside it.
+
+    Args:
+        run_dir: the run folder (``results/<experiment>/<run>``).
+        config_hash: the record's config hash, stored in the file (a stale file is detected by it).
+    """
+
+    priority = "LOW"
+
+    def __init__(self, run_dir: Path, config_hash: str) -> None:
+        self.run_dir, self.config_hash = Path(run_dir), config_hash
+
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        for metric in runner.test_loop.evaluator.metrics:
+            per_image = getattr(metric, "per_image", None)
+            if per_image is not None:
+                write_per_image(per_image, self.run_dir, config_hash=self.config_hash)
