@@ -141,7 +141,7 @@ class ProtocolConfig:
         logit_scale: standard scoring temperature: softmax(logit_scale * cos).
         logit_scale_by_dataset: per-dataset temperatures (SCLIP: 65 on VOC21, 50 on PC60 / Object).
         prob_thd: pixels whose max probability is below it become class 0 (background sets only).
-        prob_thd_by_dataset: per-dataset thresholds (protocols.md §7: 0.1 on VOC21, PC60, Object).
+        prob_thd_by_dataset: per-dataset thresholds (docs/protocols.md §7: 0.1 on VOC21, PC60, Object).
         area_thd: SCLIP's post-process: a foreground class predicted on at most this fraction of the
             predicted foreground pixels is suppressed (its pixels take the next class); null = off.
         area_thd_by_dataset: per-dataset area thresholds (SCLIP: 0.1 on VOC21).

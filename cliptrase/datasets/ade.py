@@ -2,7 +2,7 @@
 
 ADE-150 is ``ADEChallengeData2016`` as downloaded (0 = "other" -> ignored by ``reduce_zero_label``).
 ADE-847 is MaskFormer's preparation of ``ADE20K_2021_17_01``: images with short side <= 512 and uint16
-``.tif`` trainIds 0..846 with 65535 ignored (datasets.md §7-8).
+``.tif`` trainIds 0..846 with 65535 ignored (docs/datasets.md §7-8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cityscapes val (500 images, 19 classes): ``gtFine_labelTrainIds`` maps, 255 ignored (datasets.md §6)."""
+"""Cityscapes val (500 images, 19 classes): ``gtFine_labelTrainIds`` maps, 255 ignored (docs/datasets.md §6)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Both live under one root. Stuff reads mmseg's ``*_labelTrainIds.png`` (0..170, 255 unlabeled); Object reads
 the ``*_instanceTrainIds.png`` semantic maps of SCLIP/GroupViT's converter, where every stuff *and* every
-unlabeled pixel is background 0, so nothing is ignored (datasets.md §4-5).
+unlabeled pixel is background 0, so nothing is ignored (docs/datasets.md §4-5).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 PC60/PC59 read ``SegmentationClassContext`` (uint8: 0 background, 1..59 classes) as mmseg does; PC459 reads
 the full-vocabulary uint16 TIFFs of the CAT-Seg/ProxyCLIP layout (0..458, 65535 ignore) with the same split
-(datasets.md §3).
+(docs/datasets.md §3).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ _PC459_NAMES = tuple(read_paper_names("PC459"))
 class Context459Dataset(_ContextFacts):
     """Full PASCAL Context vocabulary: ``LabelMap - 1`` as uint16 ``.tif``, 65535 ignored.
 
-    Ids 255..458 are real classes, so the ignore index must not be 255 (datasets.md §3c gotcha 2). Class
+    Ids 255..458 are real classes, so the ignore index must not be 255 (docs/datasets.md §3c gotcha 2). Class
     names are the authors' list (``class_names/paper/PC459.txt``), the single source of these 459 names.
     """
 

@@ -1,7 +1,7 @@
 """PASCAL VOC 2012 val: VOC21 (background = class 0) and VOC20 (background ignored).
 
 Both read the raw palette PNGs of ``VOCtrainval_11-May-2012.tar`` (0 background, 1..20 classes, 255 void
-boundary) with the 1,449-image ``ImageSets/Segmentation/val.txt`` split (datasets.md §2).
+boundary) with the 1,449-image ``ImageSets/Segmentation/val.txt`` split (docs/datasets.md §2).
 """
 
 from __future__ import annotations

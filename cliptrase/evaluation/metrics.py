@@ -37,7 +37,7 @@ def _image_id(sample: dict) -> str:
 
 @METRICS.register_module()
 class PaperMetric(BaseMetric):
-    """Confusion matrix over the dataset with the authors' definitions (method.md §5.2).
+    """Confusion matrix over the dataset with the authors' definitions (docs/method.md §5.2).
 
     Images the authors' script skips (``paper_scored`` False in the metainfo) are left out.
 

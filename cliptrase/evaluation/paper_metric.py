@@ -1,4 +1,4 @@
-"""The authors' metric (method.md §5.2, ``configs/metric.py``) as pure functions.
+"""The authors' metric (docs/method.md §5.2, ``configs/metric.py``) as pure functions.
 
 One confusion matrix over the whole dataset; a pixel counts only if ``0 <= gt < n_class``.
 pAcc = Σdiag / Σhist; mAcc = nanmean(diag / (row + 0.01)) over ALL classes (absent classes count 0);

@@ -1,6 +1,6 @@
 """CLIPtrase (Shao et al., ECCV 2024) as a chain of small batched functions; tensors in, tensors out.
 
-Call graph of :func:`cliptrase_segment` (method.md §1.1; every step cites its section)::
+Call graph of :func:`cliptrase_segment` (docs/method.md §1.1; every step cites its section)::
 
     DenseFeatures (last block = "cliptrase" rule, q/k/v of block d-1 collected)
       -> patch_logits            §4 E.1-2   logit_scale * patches @ textᵀ, bilinear to the output
@@ -36,12 +36,12 @@ from cliptrase.utils.profiling import stage
 logger = logging.getLogger(__name__)
 
 CLIPTRASE_LAST_BLOCK = LastBlockSpec(attention="cliptrase", keep_residual=True, keep_ffn=True)
-"""method.md §4 Step C: sum of three softmaxes, residual and FFN kept."""
+"""docs/method.md §4 Step C: sum of three softmaxes, residual and FFN kept."""
 
 
 @dataclass(frozen=True)
 class CLIPtraseOptions:
-    """Settings of the post-processing; defaults are the authors' (method.md §4).
+    """Settings of the post-processing; defaults are the authors' (docs/method.md §4).
 
     Attributes:
         eps: DBSCAN radius (0.7 at 224, 1.1 at 336 in the authors' script).
@@ -179,7 +179,7 @@ def cliptrase_segment(
     out_hw: tuple[int, int],
     opts: CLIPtraseOptions,
 ) -> CLIPtraseOutput:
-    """CLIPtrase prediction for a batch of equally sized inputs (method.md §1.1).
+    """CLIPtrase prediction for a batch of equally sized inputs (docs/method.md §1.1).
 
     Args:
         features: dense features from the CLIPtrase-modified tower with ``opts.correlation_block`` collected.

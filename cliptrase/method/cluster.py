@@ -1,4 +1,4 @@
-"""DBSCAN in torch that reproduces ``sklearn.cluster.DBSCAN`` label for label (method.md §4 Step G).
+"""DBSCAN in torch that reproduces ``sklearn.cluster.DBSCAN`` label for label (docs/method.md §4 Step G).
 
 ``dbscan_torch`` is batched and vectorised (dense ``N x N`` neighbourhoods, runs on CPU or CUDA);
 ``dbscan_sklearn`` runs scikit-learn per batch element and is the oracle of ``tests/unit/test_dbscan.py``.

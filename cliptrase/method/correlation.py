@@ -1,4 +1,4 @@
-"""Patch self-correlation from a block's q, k, v (method.md §4 Step B)."""
+"""Patch self-correlation from a block's q, k, v (docs/method.md §4 Step B)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _cosine_gram(x: Tensor) -> Tensor:
 def qkv_cosine_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """W = mean over heads of ``(cos(q_i, q_j) + cos(k_i, k_j) + cos(v_i, v_j)) / 3``.
 
-    method.md §4 Step B (authors' ``attn2.py:295-308, 339-340``): cosines per head over the head_dim
+    docs/method.md §4 Step B (authors' ``attn2.py:295-308, 339-340``): cosines per head over the head_dim
     vectors taken after ``in_proj`` with bias and before scaling, [CLS] included, averaged over heads. The
     result is symmetric with a unit diagonal.
 
@@ -33,7 +33,7 @@ def qkv_cosine_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 def attention_map_correlation(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Ablation: the block's plain attention map ``softmax(q kᵀ / sqrt(d))`` averaged over heads.
 
-    The correlation CLIPtrase replaces (method.md §7: the [CLS] and patch attention maps of Fig. 1),
+    The correlation CLIPtrase replaces (docs/method.md §7: the [CLS] and patch attention maps of Fig. 1),
     offered as a switch so its contribution can be measured. ``v`` is unused.
 
     Returns:

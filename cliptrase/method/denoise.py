@@ -1,4 +1,4 @@
-""" "Global patch" denoising of the correlation matrix (method.md §4 Step F)."""
+""" "Global patch" denoising of the correlation matrix (docs/method.md §4 Step F)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor
 def subtract_cls_row(corr: Tensor) -> Tensor:
     """``max(W[1:, 1:] - W[0, 1:], 0)``: remove each patch's correlation with [CLS] from every row.
 
-    method.md §4 Step F (``clip_self_correlation.py:146-152``): the [CLS] row is broadcast over the rows,
+    docs/method.md §4 Step F (``clip_self_correlation.py:146-152``): the [CLS] row is broadcast over the rows,
     so column j loses cos-corr(CLS, patch j); patches that correlate with [CLS] (the "global patches")
     are suppressed everywhere. Negative entries are set to 0.
 

@@ -1,5 +1,5 @@
 """PAMR: pixel-adaptive mask refinement (Araslanov & Roth, "Single-Stage Semantic Segmentation from Image
-Labels", CVPR 2020), the post-processing NACLIP runs by default (protocols.md §1b, §2: ``pamr_steps=10``,
+Labels", CVPR 2020), the post-processing NACLIP runs by default (docs/protocols.md §1b, §2: ``pamr_steps=10``,
 ``pamr_stride=(8, 16)``).
 
 The masks are repeatedly replaced by a weighted average of themselves at neighbouring pixels, with weights

@@ -1,4 +1,4 @@
-"""Cluster soft masks, region map and region vote (method.md §4 Steps H and I), batched in torch."""
+"""Cluster soft masks, region map and region vote (docs/method.md §4 Steps H and I), batched in torch."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
 
 
 def cluster_soft_masks(corr: Tensor, labels: Tensor, n_clusters: int) -> Tensor:
-    """Mean row of ``corr`` over the members of each cluster (method.md §4 Step H.1).
+    """Mean row of ``corr`` over the members of each cluster (docs/method.md §4 Step H.1).
 
     Args:
         corr: (B, N, N) denoised correlation (the rows DBSCAN clustered).
@@ -66,7 +66,7 @@ def region_map(
 ) -> Tensor:
     """Upsample each cluster mask, median-filter it, upsample to the output and take the argmax.
 
-    method.md §4 Step H.2-5: bilinear (``align_corners=False``) to (ratio*h, ratio*w), scipy-equivalent
+    docs/method.md §4 Step H.2-5: bilinear (``align_corners=False``) to (ratio*h, ratio*w), scipy-equivalent
     median filter of side ``median_size`` (the authors' 2*4-1 = 7), bilinear to the output size, argmax
     over clusters (ties to the first). Empty slots (NaN masks) never win.
 
@@ -109,7 +109,7 @@ def first_argmax(x: Tensor) -> Tensor:
 def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int) -> Tensor:
     """Give every region the most frequent label of ``preds`` inside it, ties to the smallest label id.
 
-    method.md §4 Step I (``torch.unique`` counts + argmax in the authors' code; argmax returns the first
+    docs/method.md §4 Step I (``torch.unique`` counts + argmax in the authors' code; argmax returns the first
     maximum, i.e. the smallest label). Computed for the whole batch with one bincount.
 
     Args:

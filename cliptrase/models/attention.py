@@ -3,7 +3,7 @@
 A rule takes ``q, k, v`` of shape ``(B, heads, L, head_dim)`` (after ``in_proj`` with bias, before any
 scaling) and keyword context ``scale`` (``head_dim ** -0.5``) and ``grid_hw`` (patch grid, for rules that
 need spatial structure), and returns the attended values ``(B, heads, L, head_dim)``. Rules are looked up
-by name in :data:`ATTENTION`, so a block's rule is data, not a code path (style.md §3.2).
+by name in :data:`ATTENTION`, so a block's rule is data, not a code path (docs/style.md §3.2).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def vanilla_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw:
 
 @ATTENTION.register("cliptrase")
 def cliptrase_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
-    """CLIPtrase last-block attention (method.md §4 Step C).
+    """CLIPtrase last-block attention (docs/method.md §4 Step C).
 
     ``A = softmax(s·qqᵀ) + softmax(s·kkᵀ) + softmax(s·vvᵀ)`` per head: a *sum* (rows sum to 3, no /3),
     scaled dot products (not cosines), mirroring ``clip_utils/attn2.py:254-290`` of the authors' code.
@@ -45,7 +45,7 @@ def cliptrase_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_h
 def maskclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
     """MaskCLIP: identity attention, each token attends only to itself, so the output is ``v``.
 
-    protocols.md §2: ClearCLIP's harness implements MaskCLIP as a mask of −inf off the diagonal and 0 on
+    docs/protocols.md §2: ClearCLIP's harness implements MaskCLIP as a mask of −inf off the diagonal and 0 on
     it, whose softmax is the identity matrix, so ``A·v = v`` exactly
     (``mc-lan/ClearCLIP:open_clip/transformer.py``, ``custom_attn`` with ``model_type='MaskCLIP'``).
     ``q`` and ``k`` are unused.
@@ -57,7 +57,7 @@ def maskclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw
 def sclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
     """SCLIP correlative self-attention: ``A = softmax(s·qqᵀ) + softmax(s·kkᵀ)``, a *sum* (rows sum to 2).
 
-    protocols.md §2, mirroring ``wangf3014/SCLIP:clip/model.py`` ``custom_attn`` with ``csa=True``. Computed
+    docs/protocols.md §2, mirroring ``wangf3014/SCLIP:clip/model.py`` ``custom_attn`` with ``csa=True``. Computed
     as two fused attention calls, ``softmax(s·qqᵀ)v + softmax(s·kkᵀ)v``, which equals ``A·v``.
     """
     return F.scaled_dot_product_attention(q, q, v, scale=scale) + F.scaled_dot_product_attention(
@@ -69,7 +69,7 @@ def sclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: t
 def clearclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
     """ClearCLIP query–query attention: ``A = softmax(s·qqᵀ)``.
 
-    protocols.md §2, mirroring ``mc-lan/ClearCLIP:open_clip/transformer.py`` ``custom_attn`` with
+    docs/protocols.md §2, mirroring ``mc-lan/ClearCLIP:open_clip/transformer.py`` ``custom_attn`` with
     ``model_type='ClearCLIP'``. ``k`` is unused.
     """
     return F.scaled_dot_product_attention(q, q, v, scale=scale)
@@ -81,7 +81,7 @@ def neighbourhood_bias(
 ) -> Tensor:
     """NACLIP's Gaussian neighbourhood term Ω, shape (1 + h·w, 1 + h·w), built once per key.
 
-    protocols.md §2: for patch tokens i, j at grid positions (r, c) (row-major, [CLS] at index 0),
+    docs/protocols.md §2: for patch tokens i, j at grid positions (r, c) (row-major, [CLS] at index 0),
     ``Ω_ij = exp(−((r_i − r_j)² + (c_i − c_j)²) / (2σ²))``; the [CLS] row and column are 0. NACLIP builds
     the same matrix by convolving one-hot grid maps with a (2h−1)×(2w−1) Gaussian window (zero "same"
     padding); the closed form used here gives the same values without the convolution. Computed in float64,
@@ -112,7 +112,7 @@ def naclip_attention(
 ) -> Tensor:
     """NACLIP neighbourhood attention: ``A = softmax(s·kkᵀ + Ω)``, Ω added unscaled before the softmax.
 
-    protocols.md §2 (default ``attn_strategy='naclip'``), mirroring ``sinahmr/NACLIP:clip/model.py``: key–key
+    docs/protocols.md §2 (default ``attn_strategy='naclip'``), mirroring ``sinahmr/NACLIP:clip/model.py``: key–key
     affinities plus the Gaussian neighbourhood term of :func:`neighbourhood_bias` (σ = ``gaussian_std``,
     NACLIP's default 5.0). ``q`` is unused.
 

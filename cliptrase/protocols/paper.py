@@ -1,4 +1,4 @@
-"""The paper protocol: the authors' single-GPU evaluation script (method.md §2.2, §5), as pure pieces.
+"""The paper protocol: the authors' single-GPU evaluation script (docs/method.md §2.2, §5), as pure pieces.
 
 * :func:`preprocess_image` — PIL bicubic resize of the short side to S, centre crop S, CLIP mean/std.
 * :func:`preprocess_gt` — nearest resize + centre crop of the label map, cast to int16 (65535 -> -1).
@@ -57,7 +57,7 @@ def dbscan_settings(size: int, grid: int | None = None) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class PaperDataset:
-    """One dataset key of the authors' script (method.md §3.3, §5.1).
+    """One dataset key of the authors' script (docs/method.md §3.3, §5.1).
 
     Attributes:
         key: the script's key (``VOC20``, ``COCO80_val``, ...).
@@ -121,7 +121,7 @@ def paper_dataset(key: str) -> PaperDataset:
 
 
 def paper_options(dataset: PaperDataset, size: int) -> CLIPtraseOptions:
-    """The method options the authors' script uses for ``dataset`` at side ``size`` (method.md §4, §5)."""
+    """The method options the authors' script uses for ``dataset`` at side ``size`` (docs/method.md §4, §5)."""
     eps, min_samples = dbscan_settings(size)
     return CLIPtraseOptions(
         eps=eps,
@@ -134,7 +134,7 @@ def paper_options(dataset: PaperDataset, size: int) -> CLIPtraseOptions:
 def preprocess_image(
     image: Image.Image, size: int, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """``Resize(S, BICUBIC)`` → ``CenterCrop(S)`` → RGB → ``ToTensor`` → ``Normalize`` (method.md §2.2).
+    """``Resize(S, BICUBIC)`` → ``CenterCrop(S)`` → RGB → ``ToTensor`` → ``Normalize`` (docs/method.md §2.2).
 
     Returns:
         (3, S, S) float32.
@@ -152,7 +152,7 @@ def gt_to_image(gt: np.ndarray) -> Image.Image:
 
 
 def preprocess_gt(gt: Image.Image, size: int) -> np.ndarray:
-    """``Resize(S, NEAREST)`` → ``CenterCrop(S)`` → ``np.int16`` (method.md §2.2; uint16 65535 becomes -1)."""
+    """``Resize(S, NEAREST)`` → ``CenterCrop(S)`` → ``np.int16`` (docs/method.md §2.2; uint16 65535 becomes -1)."""
     gt = TF.center_crop(TF.resize(gt, size, interpolation=InterpolationMode.NEAREST), size)
     return np.asarray(gt).astype(np.int16)
 
@@ -161,7 +161,7 @@ def is_scored(gt: np.ndarray) -> bool:
     """False when the script skips the image: its GT has no label besides 255 (``:132-141``).
 
     The script also compares ``label_set[-1].float`` (a bound method) with 65535, which is always False
-    (method.md §11.1), so a GT holding only the 16-bit ignore code (-1 after the int16 cast) is *not*
+    (docs/method.md §11.1), so a GT holding only the 16-bit ignore code (-1 after the int16 cast) is *not*
     skipped; it is simply ignored by the metric.
     """
     labels = np.unique(gt)
@@ -186,7 +186,7 @@ PAPER_GT: dict[str, tuple[str, str | None]] = {
     "PC60": ("reduce_zero", None),
     "PC459": ("identity", None),
     "COCO171_val": ("identity", None),
-    # The authors score COCO-Object on the 171-class stuff+thing maps (method.md §5.1), not the instance maps.
+    # The authors score COCO-Object on the 171-class stuff+thing maps (docs/method.md §5.1), not the instance maps.
     "COCO80_val": ("identity", "_labelTrainIds.png"),
     "ADE150": ("reduce_zero", None),
     "ADEfull": ("identity", None),

@@ -1,4 +1,4 @@
-"""mmcv transforms of the paper protocol (method.md §2.2, §5): the authors' resize + centre crop of the
+"""mmcv transforms of the paper protocol (docs/method.md §2.2, §5): the authors' resize + centre crop of the
 image and of the GT, their int16 cast, skip rule and background mapping, inside an mmseg pipeline."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The references below share no code with ``cliptrase.models.attention``: q/k/v are split by hand from
 ``F.linear`` with the block's ``in_proj``, every head's attention matrix is built with explicit matrix
-products and an explicit softmax, and NACLIP's Ω with a double loop over grid positions (protocols.md §2).
+products and an explicit softmax, and NACLIP's Ω with a double loop over grid positions (docs/protocols.md §2).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ METHOD_DIR = Path(__file__).resolve().parents[2] / "configs" / "method"
 BASELINES = ("maskclip", "sclip", "clearclip", "naclip")
 
 PINNED = {
-    # method yaml: (attention, keep_residual, keep_ffn, attention_params) as protocols.md §2 gives them
+    # method yaml: (attention, keep_residual, keep_ffn, attention_params) as docs/protocols.md §2 gives them
     "maskclip": ("maskclip", False, False, {}),
     "sclip": ("sclip", True, True, {}),
     "clearclip": ("clearclip", False, False, {}),
@@ -78,7 +78,7 @@ def ref_omega(h: int, w: int, sigma: float) -> Tensor:
 
 
 def ref_attention_matrix(rule: str, q: Tensor, k: Tensor, s: float, omega: Tensor | None) -> Tensor:
-    """Per-head (B, L, L) attention matrix of each baseline, as protocols.md §2 writes it."""
+    """Per-head (B, L, L) attention matrix of each baseline, as docs/protocols.md §2 writes it."""
     n = q.shape[1]
     if rule == "maskclip":
         return torch.eye(n, dtype=q.dtype).expand(q.shape[0], n, n)

@@ -1,4 +1,4 @@
-"""Each CLIPtrase step against a direct reference (scipy, loops, the formulas of method.md)."""
+"""Each CLIPtrase step against a direct reference (scipy, loops, the formulas of docs/method.md)."""
 
 from __future__ import annotations
 

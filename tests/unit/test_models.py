@@ -102,7 +102,7 @@ def test_truncated_text_equals_full_length(which, request):
 
 
 def test_text_classifier_matches_definition(golden_clip):
-    """Per template normalise, mean, normalise (method.md §3.1), written out directly."""
+    """Per template normalise, mean, normalise (docs/method.md §3.1), written out directly."""
     clip = golden_clip
     templates = load_templates()
     assert len(templates) == 80 and templates[0] == "a bad photo of a {}."

@@ -9,7 +9,7 @@ from cliptrase.inference.scoring import scores_to_labels
 
 
 def peers_rule(scores, prompt_to_class, n_classes, logit_scale, prob_thd):
-    """softmax over prompts, max over each class's prompts, argmax, threshold (protocols.md §1)."""
+    """softmax over prompts, max over each class's prompts, argmax, threshold (docs/protocols.md §1)."""
     probs = torch.softmax(logit_scale * scores, dim=0)
     class_probs = torch.stack([probs[prompt_to_class == c].amax(0) for c in range(n_classes)])
     best, labels = class_probs.max(dim=0)

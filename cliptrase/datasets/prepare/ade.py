@@ -1,7 +1,7 @@
 """ADE20K-150: ``ADEChallengeData2016`` is already in the layout mmseg reads; this only places the val half.
 
 Labels stay as downloaded (uint8, 0 = other, 1..150 = classes); ``reduce_zero_label`` is the dataset's job
-(datasets.md §7). Images and labels are hard-linked when possible.
+(docs/datasets.md §7). Images and labels are hard-linked when possible.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Per val image of ``index_ade20k.pkl`` (``_val_`` in the file name): the class code of each pixel is
 ``(R // 10) * 256 + G`` of the RGB ``<name>_seg.png``; images whose short side exceeds 512 are resized to 512
 (image bilinear, label nearest, OpenCV, sizes rounded as MaskFormer does) and the image is re-saved as JPEG
-(Pillow defaults); codes map to trainIds 0..846, anything else to 65535 (datasets.md §8).
+(Pillow defaults); codes map to trainIds 0..846, anything else to 65535 (docs/datasets.md §8).
 
 Code -> trainId table: MaskFormer ships it as ``ADE20K_SEM_SEG_FULL_CATEGORIES`` (``id`` = code). Without it,
 this module derives it by name: code ``c`` is ``objectnames[c - 1]`` of the index (the ADE20K toolkit's

@@ -1,7 +1,7 @@
 """Cityscapes: ``*_gtFine_labelTrainIds.png`` (19 trainIds, 255 ignore) from the downloaded ``labelIds``.
 
 The 34 raw ids map to trainIds through cityscapesScripts' ``labels`` table when that package is installed,
-else through the same table restated below (``CSS:cityscapesscripts/helpers/labels.py``; datasets.md §6).
+else through the same table restated below (``CSS:cityscapesscripts/helpers/labels.py``; docs/datasets.md §6).
 Mapping ``labelIds`` pixel-wise equals rendering the polygons in ``trainIds`` mode (mmseg's converter), since
 both paint the same polygons in the same order. Only val is converted; images are hard-linked when possible.
 """

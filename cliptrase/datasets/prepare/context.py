@@ -4,7 +4,7 @@ mmseg's converter (``tools/dataset_converters/pascal_context.py``) needs the Det
 PyPI. This one reads the JSON directly: per val image it paints each segmentation annotation's
 ``category_id`` in file order onto a zero canvas (Detail ``getMask``, class-mask branch) and maps the 60
 Detail ids to 0..59 (mmseg's ``_mapping``). Output: uint8 PNGs, 0 = background, 1..59 = the classes, plus the
-val images and ``ImageSets/SegmentationContext/val.txt`` (datasets.md §3a). Only val is converted.
+val images and ``ImageSets/SegmentationContext/val.txt`` (docs/datasets.md §3a). Only val is converted.
 """
 
 from __future__ import annotations
