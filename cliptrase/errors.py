@@ -113,8 +113,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
 )
 """What the boundary reports in one line: :class:`UserError`, plus the builtins that library code raised for
-user input before these classes existed (with the offending key or path in the message, as docs/style.md asks).
-Other exceptions (``TypeError``, ``AttributeError``, ``RuntimeError``...) are programming errors."""
+user input before these classes existed (with the offending key or path in the message, as docs/style.md
+asks). Other exceptions (``TypeError``, ``AttributeError``, ``RuntimeError``...) are programming errors."""
 
 
 def debug_enabled() -> bool:

@@ -231,10 +231,10 @@ class LoadAnnotationsU16(LoadAnnotations):
     """Load a label map keeping its integer values: int64 out, so 16-bit labels (300, 846, 65535) survive.
 
     mmseg's ``LoadAnnotations`` casts every map to uint8 (``.astype(np.uint8)``), which wraps PC-459 and
-    ADE-847 labels modulo 256 without an error (docs/datasets.md §1). This loader decodes with the same backend
-    (pillow by default, which returns palette PNGs as indices and 16-bit TIFF/PNG as uint16), applies
-    ``reduce_zero_label`` and ``label_map`` from the sample the way mmseg does, and stores int64, which
-    ``PackSegInputs`` keeps.
+    ADE-847 labels modulo 256 without an error (docs/datasets.md §1). This loader decodes with the same
+    backend (pillow by default, which returns palette PNGs as indices and 16-bit TIFF/PNG as uint16),
+    applies ``reduce_zero_label`` and ``label_map`` from the sample the way mmseg does, and stores int64,
+    which ``PackSegInputs`` keeps.
     """
 
     def _load_seg_map(self, results: dict) -> None:

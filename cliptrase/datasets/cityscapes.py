@@ -1,4 +1,7 @@
-"""Cityscapes val (500 images, 19 classes): ``gtFine_labelTrainIds`` maps, 255 ignored (docs/datasets.md §6)."""
+"""Cityscapes val (500 images, 19 classes): ``gtFine_labelTrainIds`` maps, 255 ignored.
+
+Layout, encoding and sources: docs/datasets.md §6.
+"""
 
 from __future__ import annotations
 

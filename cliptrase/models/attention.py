@@ -57,8 +57,8 @@ def maskclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw
 def sclip_attention(q: Tensor, k: Tensor, v: Tensor, *, scale: float, grid_hw: tuple[int, int]) -> Tensor:
     """SCLIP correlative self-attention: ``A = softmax(s·qqᵀ) + softmax(s·kkᵀ)``, a *sum* (rows sum to 2).
 
-    docs/protocols.md §2, mirroring ``wangf3014/SCLIP:clip/model.py`` ``custom_attn`` with ``csa=True``. Computed
-    as two fused attention calls, ``softmax(s·qqᵀ)v + softmax(s·kkᵀ)v``, which equals ``A·v``.
+    docs/protocols.md §2, mirroring ``wangf3014/SCLIP:clip/model.py`` ``custom_attn`` with ``csa=True``.
+    Computed as two fused attention calls, ``softmax(s·qqᵀ)v + softmax(s·kkᵀ)v``, which equals ``A·v``.
     """
     return F.scaled_dot_product_attention(q, q, v, scale=scale) + F.scaled_dot_product_attention(
         k, k, v, scale=scale
@@ -112,9 +112,9 @@ def naclip_attention(
 ) -> Tensor:
     """NACLIP neighbourhood attention: ``A = softmax(s·kkᵀ + Ω)``, Ω added unscaled before the softmax.
 
-    docs/protocols.md §2 (default ``attn_strategy='naclip'``), mirroring ``sinahmr/NACLIP:clip/model.py``: key–key
-    affinities plus the Gaussian neighbourhood term of :func:`neighbourhood_bias` (σ = ``gaussian_std``,
-    NACLIP's default 5.0). ``q`` is unused.
+    docs/protocols.md §2 (default ``attn_strategy='naclip'``), mirroring ``sinahmr/NACLIP:clip/model.py``:
+    key–key affinities plus the Gaussian neighbourhood term of :func:`neighbourhood_bias`
+    (σ = ``gaussian_std``, NACLIP's default 5.0). ``q`` is unused.
 
     Raises:
         ValueError: when the token count is not ``1 + h·w`` for ``grid_hw``.

@@ -121,7 +121,10 @@ def paper_dataset(key: str) -> PaperDataset:
 
 
 def paper_options(dataset: PaperDataset, size: int) -> CLIPtraseOptions:
-    """The method options the authors' script uses for ``dataset`` at side ``size`` (docs/method.md §4, §5)."""
+    """The method options the authors' script uses for ``dataset`` at side ``size``.
+
+    docs/method.md §4 and §5.
+    """
     eps, min_samples = dbscan_settings(size)
     return CLIPtraseOptions(
         eps=eps,
@@ -152,7 +155,10 @@ def gt_to_image(gt: np.ndarray) -> Image.Image:
 
 
 def preprocess_gt(gt: Image.Image, size: int) -> np.ndarray:
-    """``Resize(S, NEAREST)`` → ``CenterCrop(S)`` → ``np.int16`` (docs/method.md §2.2; uint16 65535 becomes -1)."""
+    """``Resize(S, NEAREST)`` → ``CenterCrop(S)`` → ``np.int16``; uint16 65535 becomes -1.
+
+    docs/method.md §2.2.
+    """
     gt = TF.center_crop(TF.resize(gt, size, interpolation=InterpolationMode.NEAREST), size)
     return np.asarray(gt).astype(np.int16)
 
@@ -186,7 +192,8 @@ PAPER_GT: dict[str, tuple[str, str | None]] = {
     "PC60": ("reduce_zero", None),
     "PC459": ("identity", None),
     "COCO171_val": ("identity", None),
-    # The authors score COCO-Object on the 171-class stuff+thing maps (docs/method.md §5.1), not the instance maps.
+    # The authors score COCO-Object on the 171-class stuff+thing maps, not the instance maps (docs/method.md
+    # §5.1).
     "COCO80_val": ("identity", "_labelTrainIds.png"),
     "ADE150": ("reduce_zero", None),
     "ADEfull": ("identity", None),

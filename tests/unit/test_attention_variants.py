@@ -2,7 +2,8 @@
 
 The references below share no code with ``cliptrase.models.attention``: q/k/v are split by hand from
 ``F.linear`` with the block's ``in_proj``, every head's attention matrix is built with explicit matrix
-products and an explicit softmax, and NACLIP's Ω with a double loop over grid positions (docs/protocols.md §2).
+products and an explicit softmax, and NACLIP's Ω with a double loop over grid positions
+(docs/protocols.md §2).
 """
 
 from __future__ import annotations

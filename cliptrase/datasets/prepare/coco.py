@@ -3,8 +3,8 @@
 Raw maps hold ``COCO id - 1`` (0..181) and 255 = unlabeled (COCO-Stuff README). Eleven raw ids have no
 annotations and are dropped; the other 171 are renumbered 0..170 in order (mmseg ``coco_stuff164k.py``,
 ``clsID_to_trID``). COCO-Object keeps the 80 things as 1..80 and sends every other value, stuff and
-unlabeled alike, to background 0 (SCLIP/GroupViT ``cvt_coco_object.py``; docs/datasets.md §4-5). Only val2017 is
-converted, so the train maps need not be unzipped (mmseg's script asserts all 123,287).
+unlabeled alike, to background 0 (SCLIP/GroupViT ``cvt_coco_object.py``; docs/datasets.md §4-5). Only
+val2017 is converted, so the train maps need not be unzipped (mmseg's script asserts all 123,287).
 """
 
 from __future__ import annotations

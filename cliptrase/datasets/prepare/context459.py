@@ -4,7 +4,8 @@ Each ``trainval/<id>.mat`` holds ``LabelMap`` with 1-based ids into the 459-entr
 is ``LabelMap - 1`` (CAT-Seg's ``prepare_pascal_context_459.py``, CLIPtrase's 459-class script), written as a
 16-bit TIFF so ids >= 256 survive. A 0 in ``LabelMap`` (unlabelled, if any) becomes 65535, the ignore index.
 Layout: CAT-Seg/ProxyCLIP ``VOC2010/annotations_detectron2/pc459_val`` with the Detail val split
-(docs/datasets.md §3c). Ids of the split without a ``.mat`` are skipped with a warning (CAT-Seg's list has 5,104).
+(docs/datasets.md §3c). Ids of the split without a ``.mat`` are skipped with a warning (CAT-Seg's list has
+5,104).
 """
 
 from __future__ import annotations

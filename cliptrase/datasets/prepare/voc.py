@@ -1,8 +1,8 @@
 """VOC21/VOC20: bring the val split of ``VOCtrainval_11-May-2012.tar`` into the data root, unconverted.
 
-The raw ``SegmentationClass`` palette PNGs are the labels as they are (docs/datasets.md §2: no converter for val);
-this step only puts the 1,449 val images, their labels and ``val.txt`` where the configs look, hard-linking
-when possible.
+The raw ``SegmentationClass`` palette PNGs are the labels as they are (docs/datasets.md §2: no converter for
+val); this step only puts the 1,449 val images, their labels and ``val.txt`` where the configs look,
+hard-linking when possible.
 """
 
 from __future__ import annotations
