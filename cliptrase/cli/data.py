@@ -113,10 +113,13 @@ def _check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in names:
         try:
-            report = check_dataset(name, args.root, expected=args.expected, workers=args.workers)
+            expected = 0 if args.subset else args.expected
+            report = check_dataset(name, args.root, expected=expected, workers=args.workers)
         except _USER_ERRORS as err:
             logger.error("data check %s: %s", name, _message(err))
             return EXIT_BAD_INPUT
+        for note in report.notes:
+            logger.warning("%s: %s", name, note)
         if report.ok:
             logger.info("%s: OK, %d images at %s", name, report.num_images, report.root)
             continue
@@ -188,6 +191,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "--expected", type=int, default=None, help="expected image count, for a deliberate subset"
+    )
+    check.add_argument(
+        "--subset",
+        action="store_true",
+        help="the copy is a deliberate subset: any image count passes (noted), as in `cliptrase reproduce`",
     )
     check.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: cores, at most 8)"

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cliptrase.cli.data import parse_mirrors
 from cliptrase.datasets.base import default_data_root
@@ -46,6 +46,9 @@ from cliptrase.datasets.download import (
 )
 from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
 from cliptrase.utils import fs
+
+if TYPE_CHECKING:
+    from cliptrase.datasets.prepare.check import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,7 @@ class Options:
     mirrors: dict[str, str]
     keep_archives: bool
     workers: int | None = None
+    subset: bool = False
     free_bytes: FreeBytes | None = None
 
 
@@ -202,24 +206,21 @@ def _plan_disk(spec: TableSpec, opts: Options) -> None:
     )
 
 
-def _check_all(spec: TableSpec, name: str, opts: Options) -> tuple[list[str], list[str]]:
-    """``data check`` of every prepared copy ``name`` reads: (warnings, problems).
+def _check_all(spec: TableSpec, name: str, opts: Options) -> tuple[list[str], list[tuple[str, Problem]]]:
+    """``cliptrase data check`` of every prepared copy ``name`` reads: (notes, (target, problem) pairs).
 
-    An image count other than the official one alone is a warning (a deliberate subset, such as a test
-    mirror): the run goes on, and the summary says the numbers are not comparable.
+    The same function and verdict as ``data check``: an image count other than the official one is a
+    problem unless ``--subset`` says the copy is a deliberate subset (then it is a note, and the summary
+    says the numbers are not comparable).
     """
     from cliptrase.datasets.prepare.check import check_dataset
 
-    warnings, problems = [], []
+    notes, problems = [], []
     for target in _to_prepare(spec, name):
-        report = check_dataset(target, opts.root, workers=opts.workers)
-        warnings += [
-            f"{target}: {p.message}: numbers are not comparable with the published ones"
-            for p in report.problems
-            if p.kind == "count"
-        ]
-        problems += [f"{target}: {p}" for p in report.problems if p.kind != "count"]
-    return warnings, problems
+        report = check_dataset(target, opts.root, expected=0 if opts.subset else None, workers=opts.workers)
+        notes += [f"{target}: {note}" for note in report.notes]
+        problems += [(target, p) for p in report.problems]
+    return notes, problems
 
 
 def _download(name: str, opts: Options, report: DatasetReport, fetched: set[str]) -> bool:
@@ -277,13 +278,13 @@ def _now() -> str:
 def _data_step(spec: TableSpec, name: str, opts: Options, report: DatasetReport, fetched: set[str]) -> bool:
     """Download, prepare and check ``name`` unless a checked copy exists; True when it can be evaluated."""
     marker = _ready_marker(opts.root, name)
-    if marker.is_file():
+    if marker.is_file() and (opts.subset or not json.loads(marker.read_text()).get("subset")):
         report.steps["data"] = f"ready (checked earlier; delete {marker} to re-check)"
         report.notes.extend(json.loads(marker.read_text()).get("notes", []))
         return True
     t0 = time.monotonic()
     warnings, problems = _check_all(spec, name, opts)
-    if not problems:
+    if all(p.kind == "count" for _, p in problems):  # none, or a complete copy of another size: kept
         report.steps["download"] = report.steps["prepare"] = "skipped (a prepared copy exists)"
     else:
         if not (_download(name, opts, report, fetched) and _prepare(spec, name, opts, report)):
@@ -291,15 +292,17 @@ def _data_step(spec: TableSpec, name: str, opts: Options, report: DatasetReport,
         t0 = time.monotonic()
         warnings, problems = _check_all(spec, name, opts)
     if problems:
-        more = f" (+{len(problems) - 1} more; run `cliptrase data check {name}`)" if len(problems) > 1 else ""
-        report.steps["check"] = f"failed: {problems[0]}{more}"
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        target, first = problems[0]
+        report.steps["check"] = f"failed: {target}: {first}{more}; run `cliptrase data check {target}`"
         return False
     report.steps["check"] = f"passed, {_elapsed(t0)}"
     for warning in warnings:
         logger.warning("%s", warning)
     report.notes.extend(warnings)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"dataset": name, "checked_at": _now(), "notes": warnings}) + "\n")
+    checked = {"dataset": name, "checked_at": _now(), "notes": warnings, "subset": opts.subset}
+    marker.write_text(json.dumps(checked) + "\n")
     return True
 
 
@@ -517,6 +520,7 @@ def _run(args: argparse.Namespace) -> int:
             mirrors=parse_mirrors(args.mirror),
             keep_archives=not args.delete_archives,
             workers=args.workers,
+            subset=args.subset,
         )
         return reproduce(opts)
     except (FileNotFoundError, ValueError, KeyError, PermissionError, DownloadError) as err:
@@ -560,5 +564,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")
     parser.add_argument(
         "--workers", type=int, default=None, help="converter/check processes (default: cores, max 8)"
+    )
+    parser.add_argument(
+        "--subset",
+        action="store_true",
+        help="prepared copies are deliberate subsets: any image count passes (as `data check --subset`)",
     )
     parser.set_defaults(func=_run)

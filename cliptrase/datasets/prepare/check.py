@@ -52,6 +52,7 @@ class CheckReport:
     root: Path
     num_images: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -182,7 +183,8 @@ def check_dataset(
         dataset: Config name (``voc21``) or a resolved ``configs/dataset`` node.
         data_root: Data root for ``${paths.data_root}`` when ``dataset`` is a name (default: the environment).
         expected: Expected number of images, overriding ``expected_val_images`` (a deliberate subset);
-            ``0`` disables the count check.
+            ``0`` disables the count check (``--subset``: a count other than the official one is then a
+            note, not a problem).
         workers: Processes decoding label maps; default: all cores, at most 8.
     """
     cfg = load_dataset_config(dataset, data_root) if isinstance(dataset, str) else dataset
@@ -195,9 +197,15 @@ def check_dataset(
         return report
     report.num_images = len(stems)
     want = cfg["expected_val_images"] if expected is None else expected
+    official = cfg["expected_val_images"]
     if want and len(stems) != want:
-        fix = f"{hint} (or pass --expected {len(stems)} if this subset is deliberate)"
+        fix = f"{hint} (or pass --subset if this subset is deliberate)"
         report.problems.append(Problem("count", f"{len(stems)} images listed, expected {want}", fix))
+    elif official and len(stems) != official:
+        report.notes.append(
+            f"{len(stems)} images listed, expected {official}: a deliberate subset, whose numbers are not "
+            "comparable with the published ones"
+        )
     pairs, problems = _pairing_problems(cls, root, cfg, stems, hint)
     report.problems.extend(problems)
     report.problems.extend(_check_files(cls, pairs, root, workers or default_workers(), hint))
