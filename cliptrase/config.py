@@ -16,10 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value is invalid: the message names the key, the value found and the valid values."""
-
+from cliptrase.errors import ConfigError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 """Values of ``precision``: fp32 is exact; bf16/fp16 autocast the image tower."""

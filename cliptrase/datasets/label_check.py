@@ -21,6 +21,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.hooks import Hook
 
+from cliptrase.errors import DataError
 from cliptrase.registry import TRANSFORMS
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ REDUCED_IGNORE = 255
 _LISTED = 8  # invalid values quoted per message
 
 
-class InvalidLabelError(ValueError):
+class InvalidLabelError(DataError):
     """A label map holds values outside the dataset's classes and ignore value."""
 
 
