@@ -251,27 +251,22 @@ def eval_one(protocol: str, images: int, device: str, results: str) -> None:
     """One harness run in this process; prints a JSON line with the figures."""
     import json
 
-    from hydra import compose, initialize_config_dir
+    from cliptrase.harness.compose import compose_job
+    from cliptrase.harness.run import run
 
-    from cliptrase.cli.evaluate import CONFIG_DIR, run
-    from cliptrase.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "eval",
-            overrides=[
-                "model=random_vit_b16",
-                "dataset=demo",
-                f"protocol={protocol}",
-                f"device={device}",
-                f"max_images={images}",
-                f"paths.results_dir={results}",
-                "results.resume=false",
-                "results.overwrite=true",
-                "experiment_name=bench",
-            ],
-        )
+    cfg = compose_job(
+        [
+            "model=random_vit_b16",
+            "dataset=demo",
+            f"protocol={protocol}",
+            f"device={device}",
+            f"max_images={images}",
+            f"paths.results_dir={results}",
+            "results.resume=false",
+            "results.overwrite=true",
+            "experiment_name=bench",
+        ]
+    )
     t0 = time.perf_counter()
     run(cfg)
     wall = time.perf_counter() - t0
@@ -409,8 +404,9 @@ def table_cell(args) -> None:
     """One table cell in this process; prints ``BENCH {json}``."""
     import json
 
-    from cliptrase.cli.evaluate import evaluate, seed_everything
-    from cliptrase.cli.reproduce import compose_job
+    from cliptrase.harness.compose import compose_job
+    from cliptrase.harness.evaluate import evaluate
+    from cliptrase.harness.runtime import seed_everything
     from cliptrase.config import validate
     from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.predictor import PRECISIONS
@@ -581,8 +577,9 @@ def leak_cell(args) -> None:
     """A long run with RSS sampled every ``args.every`` images; prints ``BENCH {json}``."""
     import json
 
-    from cliptrase.cli.evaluate import evaluate, seed_everything
-    from cliptrase.cli.reproduce import compose_job
+    from cliptrase.harness.compose import compose_job
+    from cliptrase.harness.evaluate import evaluate
+    from cliptrase.harness.runtime import seed_everything
     from cliptrase.config import validate
     from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.utils.profiling import StageTimer

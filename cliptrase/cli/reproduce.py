@@ -10,9 +10,9 @@ converters) -> check -> evaluate (one Hydra-composed job per protocol and method
 what an earlier run finished: verified archives and extraction markers, converted files, a ready marker per
 dataset once its check passed, and complete result records (the eval's config-hash resume). The disk space
 the whole request needs is checked before anything is fetched. One summary at the end lists every step per
-dataset and puts the measured mIoU beside the published number (method.md §9.1 for ``paper``,
-protocols.md §4a for ``standard``) with the difference; the experiment's ``table.md`` gets published and Δ
-rows. Exit status: 0 when every dataset was evaluated, 1 when some wait for a manual download or failed,
+dataset and puts the measured mIoU beside the published number (docs/method.md §9.1 for ``paper``,
+docs/protocols.md §4a for ``standard``) with the difference; the experiment's ``table.md`` gets published
+and Δ rows. Exit status: 0 when every dataset was evaluated, 1 when some wait for a manual download or failed,
 2 on bad input.
 """
 
@@ -45,6 +45,7 @@ from cliptrase.datasets.download import (
     sources_for,
 )
 from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
+from cliptrase.harness.compose import compose_job
 from cliptrase.utils import fs
 
 if TYPE_CHECKING:
@@ -350,18 +351,6 @@ def job_overrides(spec: TableSpec, dataset: str, protocol: str, method: str, opt
     return overrides
 
 
-def compose_job(overrides: Sequence[str]) -> Any:
-    """Compose ``configs/eval.yaml`` with ``overrides``, as ``cliptrase-eval`` would."""
-    from hydra import compose, initialize_config_dir
-
-    from cliptrase.cli.evaluate import CONFIG_DIR
-    from cliptrase.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("eval", overrides=list(overrides))
-
-
 def experiment_dir_of(spec: TableSpec, opts: Options) -> Path:
     """``<results_dir>/<experiment>`` as the composed config resolves it (``--results`` or the default)."""
     cfg = compose_job(job_overrides(spec, opts.datasets[0], spec.protocols[0], opts.methods[0], opts))
@@ -372,8 +361,9 @@ def _run_job(dataset: str, protocol: str, method: str, cfg: Any, position: str) 
     """Evaluate one composed job, or skip it when a complete result with its config hash exists."""
     import torch
 
-    from cliptrase.cli.evaluate import config_hash_of, row_label, run
     from cliptrase.evaluation.results import find_complete
+    from cliptrase.harness.identity import config_hash_of, row_label
+    from cliptrase.harness.run import run
 
     experiment_dir = Path(cfg.paths.results_dir) / cfg.experiment_name
     if find_complete(experiment_dir, config_hash_of(cfg)) is not None:
@@ -414,22 +404,13 @@ def evaluate_all(spec: TableSpec, opts: Options, reports: Sequence[DatasetReport
 
 def write_table(experiment_dir: Path, jobs: Sequence[JobResult]) -> Path | None:
     """``table.{md,csv,png}`` of the experiment with published and Δ rows for this run's rows."""
-    from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
-    from cliptrase.evaluation.results import atomic_write_text, load_records
-    from cliptrase.evaluation.tables import build_tables, to_bar_chart, to_csv, to_markdown
+    from cliptrase.evaluation.published import PUBLISHED_MODEL
+    from cliptrase.harness.tables import write_tables
 
     if not experiment_dir.is_dir() or not any(j.miou is not None for j in jobs):
         return None
-    records = load_records(experiment_dir)
     models = {PUBLISHED_MODEL} | {j.row.split(" | ")[1] for j in jobs if j.row.count(" | ") >= 2}
-    published = published_for_rows({r.row for r in records}, models=models)
-    tables = build_tables(records, "mIoU", published=published)
-    for table in tables:
-        stem = "table" if len(tables) == 1 else f"table_{table.metric_definition}"
-        atomic_write_text(experiment_dir / f"{stem}.md", to_markdown(table))
-        atomic_write_text(experiment_dir / f"{stem}.csv", to_csv(table))
-        to_bar_chart(table, experiment_dir / f"{stem}.png")
-    return experiment_dir / ("table.md" if len(tables) == 1 else f"table_{tables[0].metric_definition}.md")
+    return write_tables(experiment_dir, published_models=models)[0]
 
 
 def comparison_markdown(jobs: Sequence[JobResult]) -> str:

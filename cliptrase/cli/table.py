@@ -18,9 +18,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from cliptrase.evaluation.published import published_for_rows
-from cliptrase.evaluation.results import atomic_write_text, load_records
-from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+from cliptrase.harness.tables import BUILTIN, Published, write_tables
 
 logger = logging.getLogger(__name__)
 
@@ -77,57 +75,20 @@ def load_published(path: Path) -> dict[str, dict[str, float]]:
     return {str(row): {str(c): float(v) for c, v in cells.items()} for row, cells in data.items()}
 
 
-def _write_table(table: Table, out_dir: Path, stem: str) -> None:
-    markdown = to_markdown(table)
-    atomic_write_text(out_dir / f"{stem}.md", markdown)
-    atomic_write_text(out_dir / f"{stem}.csv", to_csv(table))
-    to_bar_chart(table, out_dir / f"{stem}.png")
-    logger.info("wrote %s.{md,csv,png} in %s\n%s", stem, out_dir, markdown)
-
-
 def run(args: argparse.Namespace) -> int:
     """Build and write the tables; returns the exit status."""
-    exp_dir: Path = args.experiment_dir
-    hint = f"`cliptrase-eval experiment={exp_dir.name}`"
-    if not exp_dir.is_dir():
-        logger.error("results directory %s does not exist; results are written there by %s", exp_dir, hint)
-        return EXIT_BAD_INPUT
     try:
-        records = load_records(exp_dir)
-        if not records:
-            logger.error("no complete results under %s; produce them with %s", exp_dir, hint)
-            return EXIT_BAD_INPUT
         if args.published:
-            published = load_published(args.published)
-        elif args.metric == "mIoU" and not getattr(args, "no_published", False):
-            # the built-in published numbers (method.md §9.1, protocols.md §4) for rows that have them
-            published = published_for_rows({r.row for r in records}) or None
-        else:
+            published: Published = load_published(args.published)
+        elif getattr(args, "no_published", False):
             published = None
-        tables = build_tables(records, args.metric, published=published)
-        out_dir: Path = args.out or exp_dir
-        _make_out_dir(out_dir)
-        if len(tables) > 1:
-            logger.warning(
-                "results use %d metric definitions, which are not comparable; writing one table each",
-                len(tables),
-            )
-        for table in tables:
-            stem = "table" if len(tables) == 1 else f"table_{table.metric_definition}"
-            _write_table(table, out_dir, stem)
+        else:
+            published = BUILTIN
+        write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
     except (ValueError, OSError) as err:
         logger.error("%s", err)
         return EXIT_BAD_INPUT
     return EXIT_OK
-
-
-def _make_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(
-            f"cannot create output folder {out_dir} ({err.strerror}); choose another with --out"
-        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from cliptrase.cli.evaluate import CONFIG_DIR, run
 from cliptrase.config import register_configs
-from cliptrase.datasets.config import load_dataset_config
+from cliptrase.datasets.config import config_dir, load_dataset_config
+from cliptrase.harness.run import run
+
+CONFIG_DIR = str(config_dir())
 
 pytestmark = pytest.mark.integration
 

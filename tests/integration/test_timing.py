@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cliptrase.cli.evaluate import CONFIG_DIR, evaluate
 from cliptrase.config import register_configs, validate
+from cliptrase.datasets.config import config_dir
 from cliptrase.evaluation.timing import StageTimerHook
+from cliptrase.harness.evaluate import evaluate
 from cliptrase.utils.profiling import STAGES, StageTimer, active_timer, stage
+
+CONFIG_DIR = str(config_dir())
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cliptrase.cli.evaluate import CONFIG_DIR
 from cliptrase.config import register_configs
+from cliptrase.datasets.config import config_dir
 from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import paper_dataset, preprocess_image
 from cliptrase.segmentor import last_block_spec, method_options
+
+CONFIG_DIR = str(config_dir())
 
 ABLATIONS = sorted(Path(f).stem for f in glob.glob(f"{CONFIG_DIR}/method/cliptrase_*.yaml"))
 CASE = "voc21_336"  # background prompts, two-image batch, 336 px: exercises the most switches

@@ -8,8 +8,10 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from cliptrase.cli.evaluate import CONFIG_DIR
 from cliptrase.config import register_configs, validate
+from cliptrase.datasets.config import config_dir
+
+CONFIG_DIR = str(config_dir())
 
 GROUPS = ("model", "method", "protocol", "dataset")
 
@@ -63,26 +65,26 @@ def test_model_configs_name_real_open_clip_models():
 )
 def test_standard_vocabulary_label_space(dataset, n_classes, n_background_prompts):
     """Standard protocol: background words form class 0 where the dataset has a background label."""
-    from cliptrase.cli.evaluate import vocabulary
+    from cliptrase.datasets.prompts import job_prompts
 
     groups = validate(_compose([f"dataset={dataset}", "protocol=standard"]))
-    voc = vocabulary(groups["dataset"], groups["protocol"])
-    assert voc["n_classes"] == n_classes == len(voc["class_names"])
-    assert max(voc["prompt_to_class"]) == n_classes - 1
-    assert voc["prompt_to_class"].count(0) >= max(n_background_prompts, 1)
+    voc = job_prompts(groups["dataset"], groups["protocol"])
+    assert voc.n_classes == n_classes == len(voc.class_names)
+    assert max(voc.prompt_to_class) == n_classes - 1
+    assert voc.prompt_to_class.count(0) >= max(n_background_prompts, 1)
     if n_background_prompts:
-        assert voc["class_names"][0] == "background"
-        assert voc["prompt_to_class"][:n_background_prompts] == [0] * n_background_prompts
+        assert voc.class_names[0] == "background"
+        assert voc.prompt_to_class[:n_background_prompts] == [0] * n_background_prompts
 
 
 @pytest.mark.parametrize(("dataset", "n_classes"), [("voc21", 21), ("voc20", 20), ("coco_object", 81)])
 def test_paper_vocabulary_label_space(dataset, n_classes):
-    from cliptrase.cli.evaluate import vocabulary
+    from cliptrase.datasets.prompts import job_prompts
 
     groups = validate(_compose([f"dataset={dataset}", "protocol=paper224"]))
-    voc = vocabulary(groups["dataset"], groups["protocol"])
-    assert voc["n_classes"] == n_classes == len(voc["class_names"])
-    assert max(voc["prompt_to_class"]) == n_classes - 1
+    voc = job_prompts(groups["dataset"], groups["protocol"])
+    assert voc.n_classes == n_classes == len(voc.class_names)
+    assert max(voc.prompt_to_class) == n_classes - 1
 
 
 def test_slurm_launcher_config_composes():

@@ -1,0 +1,176 @@
+"""One evaluation: dataset, registered segmentor and the protocol's metric in mmengine's test loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cliptrase.datasets.prompts import JobPrompts, job_prompts
+from cliptrase.evaluation.paper_metric import PAPER_METRIC
+from cliptrase.harness.runtime import init_distributed, world_size
+from cliptrase.protocols.pipeline import build_pipeline
+
+if TYPE_CHECKING:
+    from mmengine.hooks import Hook
+
+
+LOG_INTERVAL = 50  # mmengine LoggerHook interval (iterations)
+PREFETCH_FACTOR = 4  # batches each loader worker prepares ahead
+
+
+def evaluate(
+    cfg: DictConfig, groups: dict, run_name: str = "run", hooks: Sequence[Hook] = ()
+) -> tuple[dict, dict, int, str]:
+    """Build dataset, segmentor and metric; run mmengine's test loop (with ``hooks`` added to it).
+
+    Args:
+        cfg: the composed eval config.
+        groups: the validated config groups (:func:`cliptrase.config.validate`).
+        run_name: names the predictions folder (``save_predictions``).
+        hooks: extra mmengine hooks (e.g. the stage timer of ``scripts/bench.py``).
+
+    Returns:
+        Summary metrics, per-class lists, number of images, device name.
+    """
+    from mmengine.registry import DefaultScope
+
+    # Names in pipelines and configs resolve in cliptrase's registries (children of mmseg's).
+    with DefaultScope.overwrite_default_scope("cliptrase"):
+        return _evaluate(cfg, groups, run_name, hooks)
+
+
+def _evaluate(
+    cfg: DictConfig, groups: dict, run_name: str, extra_hooks: Sequence[Hook]
+) -> tuple[dict, dict, int, str]:
+    from mmengine.runner import Runner
+
+    from cliptrase.utils.device import resolve_device
+
+    ds_cfg, proto_cfg = groups["dataset"], groups["protocol"]
+    prompts = job_prompts(ds_cfg, proto_cfg)
+    dataset = _build_dataset(cfg, ds_cfg, proto_cfg, prompts)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    if world_size() > 1:
+        device = init_distributed(device)
+    runner = Runner(
+        model=_build_segmentor(cfg, prompts, ds_cfg.name, device),
+        work_dir=str(_work_dir(cfg) / "mmengine"),
+        test_dataloader=_dataloader(cfg, dataset, device),
+        test_cfg=dict(type="TestLoop"),
+        test_evaluator=_evaluator(proto_cfg.metric, prompts, dataset.ignore_index),
+        default_scope="cliptrase",
+        custom_hooks=[
+            *_hooks(cfg, ds_cfg.name, proto_cfg.name, len(dataset), prompts, run_name),
+            *extra_hooks,
+        ],
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL)),
+        log_level="WARNING",
+        randomness=dict(seed=cfg.seed),
+    )
+    summary, per_class = split_metrics(runner.test(), prompts.class_names, proto_cfg.metric)
+    return summary, per_class, len(dataset), str(device)
+
+
+def _build_dataset(cfg: DictConfig, ds_cfg: Any, proto_cfg: Any, prompts: JobPrompts) -> Any:
+    """The dataset with the protocol's pipeline, ``max_images`` and the config's suffixes."""
+    from cliptrase.datasets.config import build_dataset
+
+    background = prompts.n_foreground if proto_cfg.kind == "paper" else None
+    steps, overrides = build_pipeline(ds_cfg, proto_cfg, background)
+    if cfg.max_images:
+        overrides["indices"] = int(cfg.max_images)
+    for key in ("img_suffix", "seg_map_suffix"):
+        if getattr(ds_cfg, key):
+            overrides[key] = getattr(ds_cfg, key)
+    return build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
+
+
+def _build_segmentor(cfg: DictConfig, prompts: JobPrompts, dataset_name: str, device: torch.device) -> Any:
+    from cliptrase.registry import MODELS
+
+    return MODELS.build(
+        dict(
+            type="CLIPtraseSegmentor",
+            model=OmegaConf.to_container(cfg.model),
+            method=OmegaConf.to_container(cfg.method),
+            protocol=OmegaConf.to_container(cfg.protocol),
+            prompts=prompts.prompts,
+            prompt_to_class=prompts.prompt_to_class,
+            n_classes=prompts.n_classes,
+            n_foreground=prompts.n_foreground,
+            cls_product=prompts.cls_product,
+            dataset_name=dataset_name,
+            device=str(device),
+            window_batch=cfg.window_batch,
+            precision=cfg.precision,
+            compile=bool(cfg.compile),
+        )
+    )
+
+
+def _evaluator(metric: str, prompts: JobPrompts, ignore_index: int) -> dict:
+    if metric == PAPER_METRIC:
+        return dict(type="PaperMetric", num_classes=prompts.n_classes, class_names=prompts.class_names)
+    return dict(type="IoUMetricPerClass", iou_metrics=["mIoU"], ignore_index=ignore_index)
+
+
+def _dataloader(cfg: DictConfig, dataset: Any, device: torch.device) -> dict:
+    return dict(
+        dataset=dataset,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+        prefetch_factor=PREFETCH_FACTOR if cfg.num_workers else None,
+        pin_memory=device.type == "cuda",
+        sampler=dict(type="DefaultSampler", shuffle=False),
+        collate_fn=dict(type="pseudo_collate"),
+    )
+
+
+def _work_dir(cfg: DictConfig) -> Path:
+    """Hydra's run folder under ``cliptrase-eval``; the results folder when called directly."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.results_dir)
+
+
+def _hooks(
+    cfg: DictConfig, dataset: str, protocol: str, n_images: int, prompts: JobPrompts, run_name: str
+) -> list[Hook]:
+    """Progress logging, the per-image records (``per_image.npz``), plus the prediction writer when
+    ``save_predictions`` asks for it."""
+    from cliptrase.evaluation.metrics import SavePerImageHook
+    from cliptrase.evaluation.progress import ProgressHook
+    from cliptrase.evaluation.visualize import SavePredictionsHook
+    from cliptrase.harness.identity import config_hash_of
+
+    run_dir = Path(cfg.paths.results_dir) / cfg.experiment_name / run_name
+    hooks: list[Hook] = [
+        ProgressHook(total=n_images, desc=f"{dataset}/{protocol}"),
+        SavePerImageHook(run_dir, config_hash_of(cfg)),
+    ]
+    if cfg.save_predictions:
+        out = Path(cfg.paths.results_dir) / cfg.experiment_name / "predictions" / run_name
+        hooks.append(SavePredictionsHook(out, int(cfg.save_predictions), prompts.class_names))
+    return hooks
+
+
+def split_metrics(metrics: dict, class_names: list[str], definition: str) -> tuple[dict, dict]:
+    """Summary numbers and per-class lists from either metric."""
+    if definition == PAPER_METRIC:
+        summary = {k: float(metrics[k]) for k in ("pAcc", "mAcc", "fwIoU", "mIoU")}
+        per_class = {"class_names": class_names, "IoU": list(metrics["per_class_IoU"])}
+        return summary, per_class
+    summary = {k: float(metrics[k]) for k in ("aAcc", "mIoU", "mAcc")}
+    return summary, {
+        "class_names": class_names,
+        "IoU": list(metrics["per_class_IoU"]),
+        "Acc": list(metrics["per_class_Acc"]),
+    }

@@ -1,0 +1,96 @@
+"""The one writer of an experiment's tables: ``table.{md,csv,png}`` from its complete result records.
+
+``cliptrase-table``, the end of a ``cliptrase-eval`` run and ``cliptrase reproduce`` all write through
+:func:`write_tables`. Records of different metric definitions are never mixed: each gets its own
+``table_<definition>.{md,csv,png}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Literal
+
+from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
+from cliptrase.evaluation.results import atomic_write_text, load_records
+from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+
+logger = logging.getLogger(__name__)
+
+BUILTIN: Literal["builtin"] = "builtin"
+"""``published=BUILTIN``: the built-in published numbers (docs/method.md §9.1, docs/protocols.md §4) of the
+rows that have them; they are mIoU, so other metrics get none."""
+PUBLISHED_METRIC = "mIoU"
+
+Published = Mapping[str, Mapping[str, float]] | Literal["builtin"] | None
+
+
+def write_tables(
+    experiment_dir: Path,
+    *,
+    metric: str = PUBLISHED_METRIC,
+    out_dir: Path | None = None,
+    published: Published = BUILTIN,
+    published_models: Collection[str] = (PUBLISHED_MODEL,),
+) -> list[Path]:
+    """Build and write the experiment's tables; returns the Markdown files written.
+
+    Args:
+        experiment_dir: ``results/<experiment>``, holding one folder per run.
+        metric: summary metric to tabulate (``mIoU``, ``mAcc``, ``aAcc``...).
+        out_dir: destination folder (default: ``experiment_dir``).
+        published: ``{row label: {dataset: value}}`` to add published and Δ rows, :data:`BUILTIN`, or None.
+        published_models: model slugs whose rows the built-in published numbers apply to.
+
+    Raises:
+        FileNotFoundError: ``experiment_dir`` does not exist.
+        ValueError: no complete records there, or an unknown metric.
+        OSError: the output folder cannot be created or written.
+    """
+    hint = f"`cliptrase-eval experiment={experiment_dir.name}`"
+    if not experiment_dir.is_dir():
+        raise FileNotFoundError(
+            f"results directory {experiment_dir} does not exist; results are written there by {hint}"
+        )
+    records = load_records(experiment_dir)
+    if not records:
+        raise ValueError(f"no complete results under {experiment_dir}; produce them with {hint}")
+    if published == BUILTIN:
+        published = _builtin_published({r.row for r in records}, metric, published_models)
+    tables = build_tables(records, metric, published=published)
+    out = out_dir or experiment_dir
+    _make_out_dir(out)
+    if len(tables) > 1:
+        logger.warning(
+            "results use %d metric definitions, which are not comparable; writing one table each", len(tables)
+        )
+    return [
+        _write_table(t, out, "table" if len(tables) == 1 else f"table_{t.metric_definition}") for t in tables
+    ]
+
+
+def _builtin_published(
+    rows: Collection[str], metric: str, models: Collection[str]
+) -> Mapping[str, Mapping[str, float]] | None:
+    if metric != PUBLISHED_METRIC:
+        return None
+    return published_for_rows(rows, models=models) or None
+
+
+def _write_table(table: Table, out_dir: Path, stem: str) -> Path:
+    markdown = to_markdown(table)
+    atomic_write_text(out_dir / f"{stem}.md", markdown)
+    atomic_write_text(out_dir / f"{stem}.csv", to_csv(table))
+    to_bar_chart(table, out_dir / f"{stem}.png")
+    logger.info("wrote %s.{md,csv,png} in %s\n%s", stem, out_dir, markdown)
+    return out_dir / f"{stem}.md"
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot create output folder {out_dir} ({err.strerror}); choose another with --out"
+        ) from None
