@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -18,6 +18,16 @@ from cliptrase.protocols.pipeline import build_pipeline
 if TYPE_CHECKING:
     from mmengine.hooks import Hook
 
+class Evaluation(NamedTuple):
+    """What one evaluation produced."""
+
+    metrics: dict
+    per_class: dict
+    n_images: int
+    device: str
+    model: dict
+    """The network as built (:meth:`cliptrase.models.clip.LoadedClip.describe`): activation, mean/std..."""
+
 
 LOG_INTERVAL = 50  # mmengine LoggerHook interval (iterations)
 PREFETCH_FACTOR = 4  # batches each loader worker prepares ahead
@@ -25,7 +35,7 @@ PREFETCH_FACTOR = 4  # batches each loader worker prepares ahead
 
 def evaluate(
     cfg: DictConfig, groups: dict, run_name: str = "run", hooks: Sequence[Hook] = ()
-) -> tuple[dict, dict, int, str]:
+) -> Evaluation:
     """Build dataset, segmentor and metric; run mmengine's test loop (with ``hooks`` added to it).
 
     Args:
@@ -35,7 +45,7 @@ def evaluate(
         hooks: extra mmengine hooks (e.g. the stage timer of ``scripts/bench.py``).
 
     Returns:
-        Summary metrics, per-class lists, number of images, device name.
+        Summary metrics, per-class lists, number of images, device name, model description.
     """
     from mmengine.registry import DefaultScope
 
@@ -46,7 +56,7 @@ def evaluate(
 
 def _evaluate(
     cfg: DictConfig, groups: dict, run_name: str, extra_hooks: Sequence[Hook]
-) -> tuple[dict, dict, int, str]:
+) -> Evaluation:
     from mmengine.runner import Runner
 
     from cliptrase.utils.device import resolve_device
@@ -75,7 +85,8 @@ def _evaluate(
         randomness=dict(seed=cfg.seed),
     )
     summary, per_class = split_metrics(runner.test(), prompts.class_names, proto_cfg.metric)
-    return summary, per_class, len(dataset), str(device)
+    segmentor = getattr(runner.model, "module", runner.model)  # DDP-wrapped under torchrun
+    return Evaluation(summary, per_class, len(dataset), str(device), dict(segmentor.model_info))
 
 
 def _build_dataset(cfg: DictConfig, ds_cfg: Any, proto_cfg: Any, prompts: JobPrompts) -> Any:

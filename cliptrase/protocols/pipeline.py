@@ -1,8 +1,8 @@
-"""The loading pipeline of each protocol (method.md §5 for ``paper``, protocols.md §1 for ``standard``).
+"""The loading pipeline of each protocol (docs/method.md §5: ``paper``; docs/protocols.md §1: ``standard``).
 
-``paper``: PIL decoding, the uint16-safe label loader, then the authors' short-side resize + centre crop of
+``paper``: the authors' PIL decoding, the uint16-safe label loader, then the authors' short-side resize + centre crop of
 image and GT together (:class:`~cliptrase.protocols.transforms.PaperResizeCrop`) with the benchmark's GT
-rule. ``standard``: mmseg's ``Resize`` of the image to the protocol's short side, GT at full resolution.
+rule. ``standard``: mmseg's default image loader and ``Resize`` of the image to the protocol's short side, GT at full resolution.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 _META_KEYS = ("img_path", "seg_map_path", "ori_shape", "img_shape", "reduce_zero_label")
-_LOAD_IMAGE = dict(type="LoadImageFromFile", imdecode_backend="pillow")
+_LOAD_IMAGE_PAPER = dict(type="LoadImageAsAuthors")
+"""The authors' decoding: ``Image.open(path).convert("RGB")``, EXIF orientation ignored (docs/method.md
+§2.2)."""
+_LOAD_IMAGE_STANDARD = dict(type="LoadImageFromFile")
+"""mmseg's default loader, as in the peers' configs (cv2, flag ``color``: applies EXIF orientation)."""
 _LOAD_LABELS = dict(type="LoadAnnotationsU16")
 _MAX_LONG_SIDE = 2048  # mmseg's (2048, S) keep-ratio scale: the short side decides
 
@@ -28,7 +32,7 @@ def build_pipeline(dataset_cfg: Any, protocol_cfg: Any, n_foreground: int | None
     short = protocol_cfg.short_side_by_dataset.get(dataset_cfg.name, protocol_cfg.short_side)
     resize = dict(type="Resize", scale=(_MAX_LONG_SIDE, short), keep_ratio=True)
     steps = [
-        dict(_LOAD_IMAGE),
+        dict(_LOAD_IMAGE_STANDARD),
         resize,
         dict(_LOAD_LABELS),
         dict(type="PackSegInputs", meta_keys=(*_META_KEYS, "scale_factor")),
@@ -48,7 +52,7 @@ def _paper_pipeline(
     if suffix:
         overrides["seg_map_suffix"] = suffix
     steps = [
-        dict(_LOAD_IMAGE),
+        dict(_LOAD_IMAGE_PAPER),
         dict(_LOAD_LABELS),
         dict(type="PaperResizeCrop", size=size, rule=rule, background=n_foreground),
         dict(type="PackSegInputs", meta_keys=(*_META_KEYS, "paper_scored")),

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 
-from cliptrase.config import register_configs, validate
-from cliptrase.datasets.config import config_dir
+from cliptrase.config import validate
 from cliptrase.evaluation.timing import StageTimerHook
 from cliptrase.harness.evaluate import evaluate
 from cliptrase.utils.profiling import STAGES, StageTimer, active_timer, stage
 
-CONFIG_DIR = str(config_dir())
-
 pytestmark = pytest.mark.integration
-
-
-def compose_cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("eval", overrides=overrides)
 
 
 def test_stage_is_a_no_op_without_a_timer():
@@ -39,7 +30,7 @@ def test_stage_is_a_no_op_without_a_timer():
 
 @pytest.mark.parametrize("protocol", ["paper224", "standard"])
 def test_stage_timer_hook_on_the_harness(protocol, tmp_path, tiny_arch):
-    cfg = compose_cfg(
+    cfg = compose_eval(
         [
             "model=random_vit_b16",
             f"model.name={tiny_arch}",
@@ -54,7 +45,7 @@ def test_stage_timer_hook_on_the_harness(protocol, tmp_path, tiny_arch):
     timer = StageTimer()
     hook = StageTimerHook(timer, warmup=1, rss_every=1)
     with timer.activate():
-        _, _, n_images, _ = evaluate(cfg, validate(cfg), "timing", hooks=[hook])
+        n_images = evaluate(cfg, validate(cfg), "timing", hooks=[hook]).n_images
     assert n_images == 3 and hook.seen == 3 and hook.images == 2
     assert [r[0] for r in hook.rss] == [1, 2, 3]
     assert all(raw > 0 and trimmed > 0 and tensors > 0 for _, raw, trimmed, tensors in hook.rss)
