@@ -1,11 +1,14 @@
 """``cliptrase-table results/<experiment>``: the experiment's result records as Markdown, CSV and a bar chart.
 
     cliptrase-table EXPERIMENT_DIR [--metric mIoU] [--out DIR] [--published FILE]
+                    [--ci] [--compare ROW_A ROW_B | --baseline ROW] [--resamples N] [--seed S]
     cliptrase table EXPERIMENT_DIR ...   (same options)
 
 Writes ``table.md``, ``table.csv`` and ``table.png`` into the experiment folder (or ``--out``) and logs the
 Markdown. Records of different metric definitions are never mixed: each gets its own
-``table_<definition>.{md,csv,png}``. Exit status 0 on success, 2 on bad input (missing folder, no complete
+``table_<definition>.{md,csv,png}``. ``--ci``, ``--compare`` and ``--baseline`` add bootstrap intervals and
+paired comparisons from the runs' per-image records (:mod:`cliptrase.evaluation.significance` lists the
+files). Exit status 0 on success, 2 on bad input (missing folder, no complete
 records, unknown metric, unwritable output), reported as one log line.
 """
 
@@ -18,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from cliptrase.evaluation import significance
 from cliptrase.harness.tables import BUILTIN, Published, write_tables
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out the built-in published rows (added by default for matching ViT-B/16 rows)",
     )
+    significance.add_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             published = BUILTIN
         write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
+        request = significance.request_from_args(args)
+        if request.any:
+            out_dir = args.out or args.experiment_dir
+            significance.write_statistics(
+                args.experiment_dir, metric=args.metric, out_dir=out_dir, request=request
+            )
     except (ValueError, OSError) as err:
         logger.error("%s", err)
         return EXIT_BAD_INPUT
