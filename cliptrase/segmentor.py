@@ -6,10 +6,15 @@ Call graph (mirrors mmseg's ``EncoderDecoder`` docstring)::
     test_step -> ClipSegDataPreProcessor (x/255, RGB, CLIP mean/std: the authors' ToTensor+Normalize)
               -> predict
                    paper:    CLIPtrasePredictor on the S x S batch -> labels (background collapsed)
-                   standard: per image sliding_window(window_scores, crop, stride)
-                             -> bilinear to the original size -> softmax(logit_scale * cos)
-                             -> max over each class's synonyms -> prob_thd -> argmax
+                   standard: per image sliding_window(window_scores, crop, stride) (crop 0: whole image)
+                             window_scores: fit_to_patches (floor the grid or pad, protocol.pad_to)
+                                            -> encode -> logits over the window
+                             -> bilinear to the original size -> [PAMR] -> softmax(logit_scale * cos)
+                             -> max over each class's synonyms -> [area_thd] -> prob_thd -> argmax
               -> data_sample.pred_sem_seg
+
+The protocol's settings for the dataset are resolved once (:meth:`ProtocolConfig.for_dataset`) and the
+method's switches are read from the validated :class:`MethodConfig`; nothing here re-derives a default.
 
 In sliding windows CLIPtrase clusters and votes inside each window. With ``vote=mean_logits`` (the default
 of the standard protocol, as the authors' d2 version) each pixel gets its region's mean cosine score, so
@@ -20,18 +25,20 @@ map of its voted labels, and the windows' votes are averaged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
+from omegaconf import OmegaConf
 from torch import Tensor
 
+from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
 from cliptrase.inference.scoring import scores_to_labels
-from cliptrase.inference.sliding import sliding_window_list
+from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
 from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.pamr import pamr
 from cliptrase.models.clip import load_clip
@@ -45,18 +52,33 @@ from cliptrase.utils.profiling import stage
 logger = logging.getLogger(__name__)
 
 
-def last_block_spec(method: dict) -> LastBlockSpec:
-    """The last block of a method config (``MethodConfig`` fields)."""
+_Schema = TypeVar("_Schema", MethodConfig, ProtocolConfig)
+
+
+def structured(schema: type[_Schema], value: _Schema | Mapping[str, Any]) -> _Schema:
+    """``value`` as the validated dataclass ``schema`` (a mapping is merged onto the schema's defaults).
+
+    The harness passes the objects :func:`cliptrase.config.validate` returned; mmseg-style dict configs
+    (``MODELS.build``, tests) pass mappings, which get the same type checks here.
+    """
+    if isinstance(value, schema):
+        return value
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), dict(value)))
+
+
+def last_block_spec(method: MethodConfig | Mapping[str, Any]) -> LastBlockSpec:
+    """The last block of a method config."""
+    m = structured(MethodConfig, method)
     return LastBlockSpec(
-        attention=method["attention"],
-        keep_residual=method.get("keep_residual", True),
-        keep_ffn=method.get("keep_ffn", True),
-        params=tuple((method.get("attention_params") or {}).items()),
+        attention=m.attention,
+        keep_residual=m.keep_residual,
+        keep_ffn=m.keep_ffn,
+        params=tuple(m.attention_params.items()),
     )
 
 
 def method_options(
-    method: dict,
+    method: MethodConfig | Mapping[str, Any],
     *,
     size: int,
     is_paper: bool,
@@ -66,27 +88,30 @@ def method_options(
 ) -> CLIPtraseOptions:
     """Post-processing options of a method config for inputs (or windows) of side ``size``.
 
-    Null eps / min_samples take the authors' values for ``size``; a null vote is ``majority`` in the paper
-    protocol and ``mean_logits`` in sliding windows; a null ``cls_product`` follows the dataset.
+    The nulls of :class:`MethodConfig` are resolved here, where the input is known: eps / min_samples take
+    the authors' values for ``size`` (:func:`~cliptrase.protocols.paper.dbscan_settings`); vote is
+    ``majority`` in the paper protocol and ``mean_logits`` in sliding windows; ``cls_product`` follows the
+    dataset. Without clustering eps / min_samples are unused (set to 1).
     """
-    eps, min_samples = method.get("eps"), method.get("min_samples")
-    if method["cluster"] and (eps is None or min_samples is None):
+    m = structured(MethodConfig, method)
+    eps, min_samples = m.eps, m.min_samples
+    if m.cluster and (eps is None or min_samples is None):
         d_eps, d_min = dbscan_settings(size, size // patch)
         eps = d_eps if eps is None else eps
         min_samples = d_min if min_samples is None else min_samples
     return CLIPtraseOptions(
-        eps=eps if eps is not None else 1.0,  # unused when cluster is false
-        min_samples=min_samples if min_samples is not None else 1,
+        eps=1.0 if eps is None else eps,
+        min_samples=1 if min_samples is None else min_samples,
         n_foreground=n_foreground if is_paper else None,
-        cls_product=cls_product if method.get("cls_product") is None else bool(method["cls_product"]),
-        denoise=method.get("denoise", True),
-        cluster=method["cluster"],
-        vote=method.get("vote") or ("majority" if is_paper else "mean_logits"),
-        upsample_ratio=method.get("upsample_ratio", 4),
-        median_size=method.get("median_size", 7),
-        dbscan=method.get("dbscan", "torch"),
-        correlation_block=method.get("correlation_block", -2),
-        correlation=method.get("correlation", "qkv_cosine"),
+        cls_product=cls_product if m.cls_product is None else m.cls_product,
+        denoise=m.denoise,
+        cluster=m.cluster,
+        vote=m.vote or ("majority" if is_paper else "mean_logits"),
+        upsample_ratio=m.upsample_ratio,
+        median_size=m.median_size,
+        dbscan=m.dbscan,
+        correlation_block=m.correlation_block,
+        correlation=m.correlation,
     )
 
 
@@ -127,14 +152,15 @@ class CLIPtraseSegmentor(BaseSegmentor):
 
     Args:
         model: ``{name, pretrained, weights}`` of the backbone.
-        method: the method config (``MethodConfig`` fields).
-        protocol: the protocol config (``ProtocolConfig`` fields).
+        method: the validated :class:`MethodConfig` (or a mapping of its fields).
+        protocol: the validated :class:`ProtocolConfig` (or a mapping of its fields); its settings for
+            ``dataset_name`` are resolved once, before the model loads.
         prompts: text queries, in classifier order.
         prompt_to_class: class index of every prompt (synonyms and background prompts share one).
         n_classes: number of scored classes.
         n_foreground: paper protocol: prompts >= this collapse to it (background); None otherwise.
         cls_product: multiply by the [CLS] logits (the authors' VOC20 rule).
-        dataset_name: used for per-dataset protocol settings.
+        dataset_name: the benchmark, for the protocol's per-dataset settings.
         device: ``auto``, ``cpu`` or ``cuda``.
         window_batch: windows per forward pass in slide mode.
         precision: image-tower precision, ``fp32`` (exact), ``bf16`` or ``fp16``.
@@ -144,8 +170,8 @@ class CLIPtraseSegmentor(BaseSegmentor):
     def __init__(
         self,
         model: dict,
-        method: dict,
-        protocol: dict,
+        method: MethodConfig | Mapping[str, Any],
+        protocol: ProtocolConfig | Mapping[str, Any],
         prompts: Sequence[str],
         prompt_to_class: Sequence[int],
         n_classes: int,
@@ -158,20 +184,25 @@ class CLIPtraseSegmentor(BaseSegmentor):
         compile: bool = False,
         data_preprocessor: dict | None = None,
     ) -> None:
+        self.method_cfg = structured(MethodConfig, method)
+        self.settings: DatasetProtocol = structured(ProtocolConfig, protocol).for_dataset(dataset_name)
+        self.is_paper = self.settings.kind == "paper"
         device_t = resolve_device(device)
         clip = load_clip(
-            model.get("name"), model.get("pretrained"), weights=model.get("weights"), device=device_t
+            model.get("name"),
+            model.get("pretrained"),
+            weights=model.get("weights"),
+            device=device_t,
+            cache_dir=model.get("cache_dir"),
+            quick_gelu=model.get("quick_gelu"),
         )
+        self.model_info = clip.describe()
         super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
         self.align_corners = False
-        self.method_cfg = dict(method)
-        self.protocol = dict(protocol)
-        self.is_paper = self.protocol["kind"] == "paper"
-        last_block = last_block_spec(method)
         self.predictor = CLIPtrasePredictor(
             clip,
-            last_block=last_block,
-            pos_offset=self.protocol.get("pos_offset"),
+            last_block=last_block_spec(self.method_cfg),
+            pos_offset=self.settings.pos_offset,
             precision=precision,
             compile=compile,
         )
@@ -181,9 +212,10 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.n_classes = n_classes
         self.window_batch = window_batch
         self.dataset_name = dataset_name
-        size = self.protocol["image_size"] if self.is_paper else self.protocol["crop"]
+        # the side the size-dependent method defaults see: the window, or the short side of whole images
+        size = self.settings.image_size if self.is_paper else self.settings.crop or self.settings.short_side
         self.options = method_options(
-            method,
+            self.method_cfg,
             size=size,
             is_paper=self.is_paper,
             n_foreground=n_foreground,
@@ -212,16 +244,27 @@ class CLIPtraseSegmentor(BaseSegmentor):
         return list(self.prompt_to_class[out.pred])
 
     def window_scores(self, crops: Tensor) -> Tensor:
-        """Per-prompt cosine scores of a batch of windows (n, P, h, w), voted inside each window."""
-        out = self.predictor(crops, self.text, self.options)
+        """Per-prompt cosine scores of a batch of windows (n, P, h, w), voted inside each window.
+
+        Windows are fitted as the protocol's peer does (:func:`~cliptrase.inference.sliding.fit_to_patches`):
+        padded to multiples of ``protocol.pad_to`` (logits cropped back), the patch grid floored (logits
+        stretched over the window).
+        """
+        fitted, out_hw, box = fit_to_patches(crops, self.predictor.encoder.patch_size[0], self.settings.pad_to)
+        feats = self.predictor.encode(fitted, self.options)
+        out = self.predictor.segment(feats, self.text, self.options, out_hw)
         if self.options.cluster and self.options.vote == "majority":
-            return F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
-        return out.logits / self.predictor.logit_scale
+            scores = F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
+        else:
+            scores = out.logits / self.predictor.logit_scale
+        if box:
+            y1, y2, x1, x2 = box
+            scores = scores[..., y1:y2, x1:x2]
+        return scores
 
     def _predict_standard(self, images: list[Tensor], ori_shapes: list[tuple[int, int]]) -> list[Tensor]:
         """Windows of every image of the batch encoded together, then per-image scoring."""
-        crop = self.protocol.get("crop_by_dataset", {}).get(self.dataset_name, self.protocol["crop"])
-        stride = self.protocol.get("stride_by_dataset", {}).get(self.dataset_name, self.protocol["stride"])
+        crop, stride = self.settings.crop, self.settings.stride
         if crop:
             scores = sliding_window_list(
                 self.window_scores, images, crop=crop, stride=stride, max_batch=self.window_batch
@@ -232,20 +275,18 @@ class CLIPtraseSegmentor(BaseSegmentor):
             return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
 
     def _score(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
-        """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, threshold."""
+        """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, thresholds."""
         # prompt-major (P, h, w) before upsampling: the full-resolution reductions over prompts below
         # (synonym max, logsumexp) are fast on planes and ~40x slower on pixel-major data on CPU, and the
         # copy is cheapest at window resolution
         batch = scores.contiguous()[None]
         scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
-        if self.protocol.get("pamr_steps"):
+        p = self.settings
+        if p.pamr_steps:
             rgb = F.interpolate(image[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
-            scores = pamr(rgb, scores, steps=int(self.protocol["pamr_steps"]))
-        thd = self.protocol.get("prob_thd_by_dataset", {}).get(
-            self.dataset_name, self.protocol.get("prob_thd", 0.0)
-        )
+            scores = pamr(rgb, scores, steps=p.pamr_steps, dilations=p.pamr_dilations)
         return scores_to_labels(
-            scores[0], self.prompt_to_class, self.n_classes, self.protocol["logit_scale"], thd
+            scores[0], self.prompt_to_class, self.n_classes, p.logit_scale, p.prob_thd, area_thd=p.area_thd
         )
 
     # -- BaseSegmentor's abstract training API: this segmentor is training-free ------------------------------

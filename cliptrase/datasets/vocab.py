@@ -79,7 +79,7 @@ def read_paper_names(key: str, *, background: bool = False) -> list[str]:
 
 
 def read_standard_lines(name: str, vocab_set: str = "standard") -> list[list[str]]:
-    """The list ``<vocab_set>/<name>.txt``: per line, its synonyms (split as the set's peer does), stripped."""
+    """The list ``<vocab_set>/<name>.txt``: per line, its synonyms (split as its peer splits), stripped."""
     separator = VOCAB_SETS[vocab_set]
     return [
         [word.strip() for word in line.split(separator) if word.strip()]

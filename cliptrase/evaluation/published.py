@@ -1,23 +1,29 @@
-"""Published mIoU numbers, keyed so :func:`~cliptrase.evaluation.tables.build_table` can set them beside ours.
+"""Published mIoU numbers, each attached to the protocol preset that produced it, with its source.
 
-Two sets, both for the OpenAI CLIP ViT-B/16 backbone:
+Every number below was measured by its authors with OpenAI CLIP ViT-B/16 under one of our protocols
+(docs/presets.md), so a run of the same method, backbone and preset sits beside it like for like:
 
-* :data:`PAPER_README`: the authors' README table (method.md §9.1; single-GPU script, centre crop, their
-  ``paper_scores`` metric) at 224 and 336 px, for the nine datasets of their script. These are what
-  ``cliptrase reproduce paper`` should reproduce.
-* :data:`STANDARD_VIT_B16`: peer numbers under the mmseg sliding-window protocol (protocols.md §4a), for the
-  baselines we implement and for CLIPtrase *as peers quote it*. That CLIPtrase row is the README 224 row
-  plus a Cityscapes 21.3 of unknown provenance: it was measured with the crop protocol, not this one, so its
-  Δ shows the protocol gap rather than a reproduction error (protocols.md §4c).
+* CLIPtrase, ``paper224`` / ``paper336``: the authors' README table (docs/method.md §9.1; centre crop, their
+  ``paper_scores`` metric), the nine datasets of their script.
+* SCLIP, ``sclip``: wangf3014/SCLIP README.md:66-78, "with the default setup in this repo".
+* NACLIP, ``naclip``: sinahmr/NACLIP README.md:58-89, the `test_all.sh reduced naclip 5 on` row (PAMR on).
+* CLIP, MaskCLIP, SCLIP and ClearCLIP, ``clearclip``: mc-lan/ClearCLIP README.md:90-93
+  (``assets/results.png``, its Table 2, ViT-B rows: the five datasets without background, "using our implementation").
 
-Tables key rows by ``"<method> | <model slug> | <protocol>"`` (:func:`cliptrase.cli.evaluate.row_label`);
-:data:`PUBLISHED` uses that key with :data:`PUBLISHED_MODEL`, and :func:`published_for_rows` maps any
-measured row labels onto these numbers.
+Rows that no released artefact states were dropped: CLIPtrase under ``standard`` (the README 224 row with a
+Cityscapes 21.3 of unknown origin), CLIP (Trident figure), MaskCLIP and ClearCLIP on VOC21 / PC60 / Object
+(ResCLIP figures), NACLIP without PAMR (quoted by later papers, not in NACLIP's repo). The ``standard``
+protocol is ours: no peer published under it, so it has no published rows.
+
+Tables key rows by ``"<method> | <model slug> | <protocol>"`` (:func:`row_label`); :data:`PUBLISHED` uses that
+key with :data:`PUBLISHED_MODEL`, and :func:`published_for_rows` maps measured row labels onto these rows.
+A :class:`PublishedRow` carries its metric definition, so a table never sets it beside another metric.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 PUBLISHED_MODEL = "vit_b16_openai"
 """Model config slug of the backbone every published number below was measured with."""
@@ -49,55 +55,87 @@ PAPER_README: dict[str, dict[str, float]] = {
         "context60": 30.79,
     },
 }
-"""Protocol -> dataset -> mIoU (%) of CLIPtrase, leaves162/CLIPtrase README (method.md §9.1)."""
+"""Protocol -> dataset -> mIoU (%) of CLIPtrase, leaves162/CLIPtrase README (docs/method.md §9.1)."""
 
 
-def _row(
-    voc21: float, pc60: float, obj: float, voc20: float, pc59: float, stuff: float, city: float, ade: float
-) -> dict[str, float]:
-    """protocols.md §4a column order -> our dataset config names."""
-    return {
-        "voc21": voc21,
-        "context60": pc60,
-        "coco_object": obj,
-        "voc20": voc20,
-        "context59": pc59,
-        "coco_stuff171": stuff,
-        "cityscapes": city,
-        "ade150": ade,
-    }
+def _row(**numbers: float) -> dict[str, float]:
+    """Peer README column names -> our dataset config names (keyword per column, so no order mix-up)."""
+    names = {
+        "voc21": "voc21", "pc60": "context60", "obj": "coco_object", "voc20": "voc20", "pc59": "context59",
+        "stuff": "coco_stuff171", "city": "cityscapes", "ade": "ade150",
+    }  # fmt: skip
+    return {names[key]: value for key, value in numbers.items()}
 
 
-STANDARD_VIT_B16: dict[str, dict[str, float]] = {
-    # CLIPtrase as peer tables quote it: README 224 row + City 21.3 (crop protocol; City provenance unknown).
-    "cliptrase": _row(50.9, 29.9, 43.6, 81.0, 33.8, 22.8, 21.3, 16.4),
-    "clip": _row(16.4, 8.4, 5.6, 41.9, 9.2, 4.4, 5.0, 2.9),  # Trident figure
-    "maskclip": _row(38.8, 23.6, 20.6, 74.9, 26.4, 16.4, 12.6, 9.8),  # ResCLIP figures (ClearCLIP harness)
-    "sclip": _row(59.63, 31.74, 33.52, 81.54, 34.46, 22.77, 32.34, 16.45),  # SCLIP README, repo default
-    "clearclip": _row(51.8, 32.6, 33.0, 80.9, 35.9, 23.9, 30.0, 16.7),  # ResCLIP/ClearCLIP figures
-    "naclip": _row(58.9, 32.2, 33.2, 79.7, 35.2, 23.3, 35.5, 17.4),  # without PAMR, as peers quote it
+@dataclass(frozen=True, eq=False)  # Mapping's __eq__: equal to a dict of the same numbers
+class PublishedRow(Mapping[str, float]):
+    """Published ``{dataset: mIoU}`` of one method under one preset, readable as that mapping.
+
+    Attributes:
+        numbers: dataset config name -> mIoU (%).
+        source: where the numbers are stated (repository file and lines).
+        metric_definition: the metric that produced them (``mmseg_iou`` or ``paper_scores``).
+    """
+
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
+    metric_definition: str = "mmseg_iou"
+
+    def __getitem__(self, key: str) -> float:
+        return self.numbers[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.numbers)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+_CLEARCLIP_TABLE2 = "mc-lan/ClearCLIP README.md:90-93, assets/results.png (Table 2, ViT-B rows)"
+
+ROWS: dict[tuple[str, str], PublishedRow] = {
+    **{
+        ("cliptrase", protocol): PublishedRow(
+            numbers, "leaves162/CLIPtrase README (docs/method.md §9.1)", "paper_scores"
+        )
+        for protocol, numbers in PAPER_README.items()
+    },
+    ("sclip", "sclip"): PublishedRow(
+        _row(voc21=59.63, pc60=31.74, obj=33.52, voc20=81.54, pc59=34.46, stuff=22.77, city=32.34, ade=16.45),
+        "wangf3014/SCLIP README.md:66-78 (default setup)",
+    ),
+    ("naclip", "naclip"): PublishedRow(
+        _row(voc21=64.07, pc60=34.99, obj=36.19, voc20=83.03, city=38.27, pc59=38.35, ade=19.05, stuff=25.69),
+        "sinahmr/NACLIP README.md:58-89 (test_all.sh reduced naclip 5 on: PAMR on)",
+    ),
+    ("clip", "clearclip"): PublishedRow(
+        _row(voc20=41.8, pc59=9.2, stuff=4.4, city=5.5, ade=2.1), _CLEARCLIP_TABLE2
+    ),
+    ("maskclip", "clearclip"): PublishedRow(
+        _row(voc20=74.9, pc59=26.4, stuff=16.4, city=12.6, ade=9.8), _CLEARCLIP_TABLE2
+    ),
+    ("sclip", "clearclip"): PublishedRow(
+        _row(voc20=78.2, pc59=33.0, stuff=21.1, city=29.1, ade=14.6), _CLEARCLIP_TABLE2
+    ),
+    ("clearclip", "clearclip"): PublishedRow(
+        _row(voc20=80.9, pc59=35.9, stuff=23.9, city=30.0, ade=16.7), _CLEARCLIP_TABLE2
+    ),
 }
-"""Method config name -> dataset -> mIoU (%) under the standard protocol, protocols.md §4a."""
+"""(method config name, protocol preset) -> its published row."""
 
-SOURCES: dict[tuple[str, str], str] = {
-    **{("cliptrase", p): "leaves162/CLIPtrase README (method.md §9.1)" for p in PAPER_README},
-    ("cliptrase", "standard"): "CLIPtrase as quoted in peer tables (protocols.md §4a/§4c; crop protocol)",
-    ("clip", "standard"): "Trident assets/data_result.png (protocols.md §4a)",
-    ("maskclip", "standard"): "ResCLIP figs/main_results (protocols.md §4a)",
-    ("sclip", "standard"): "wangf3014/SCLIP README, repo default (protocols.md §4a)",
-    ("clearclip", "standard"): "ResCLIP figs; ClearCLIP assets/results.png (protocols.md §4a)",
-    ("naclip", "standard"): "NACLIP without PAMR as peers quote it, Trident/ResCLIP figs (protocols.md §4a)",
-}
+SOURCES: dict[tuple[str, str], str] = {key: row.source for key, row in ROWS.items()}
 """(method, protocol) -> where the published numbers come from."""
+
+
+def published_row(method: str, protocol: str) -> PublishedRow | None:
+    """The published row of ``method`` under the preset ``protocol``, or None."""
+    return ROWS.get((method, protocol))
 
 
 def published_numbers(method: str, protocol: str) -> dict[str, float] | None:
     """Published ``{dataset: mIoU}`` of ``method`` under ``protocol``, or None when nothing is published."""
-    if protocol in PAPER_README:
-        return dict(PAPER_README[protocol]) if method == "cliptrase" else None
-    if protocol == "standard" and method in STANDARD_VIT_B16:
-        return dict(STANDARD_VIT_B16[method])
-    return None
+    row = published_row(method, protocol)
+    return None if row is None else dict(row.numbers)
 
 
 def row_label(method: str, model: str, protocol: str) -> str:
@@ -105,18 +143,16 @@ def row_label(method: str, model: str, protocol: str) -> str:
     return _LABEL_SEP.join((method, model, protocol))
 
 
-PUBLISHED: dict[str, dict[str, float]] = {
-    row_label(method, PUBLISHED_MODEL, protocol): numbers
-    for (method, protocol) in SOURCES
-    if (numbers := published_numbers(method, protocol)) is not None
+PUBLISHED: dict[str, PublishedRow] = {
+    row_label(method, PUBLISHED_MODEL, protocol): row for (method, protocol), row in ROWS.items()
 }
 """Row label (with :data:`PUBLISHED_MODEL`) -> dataset -> mIoU: ready for ``build_table(published=...)``."""
 
 
 def published_for_rows(
     labels: Iterable[str], *, models: Collection[str] = (PUBLISHED_MODEL,)
-) -> dict[str, dict[str, float]]:
-    """Published numbers for those measured row labels whose method and protocol have some.
+) -> dict[str, PublishedRow]:
+    """Published rows for those measured row labels whose method and protocol preset have one.
 
     Rows of other backbones than ``models`` and ablation rows (a fourth label part listing method
     overrides) get none: their numbers are not comparable. Pass the model slug of a run in ``models`` to
@@ -128,7 +164,7 @@ def published_for_rows(
         if len(parts) != _ROW_PARTS:
             continue
         method, model, protocol = parts
-        numbers = published_numbers(method, protocol)
-        if numbers is not None and model in models:
-            matched[label] = numbers
+        row = published_row(method, protocol)
+        if row is not None and model in models:
+            matched[label] = row
     return matched

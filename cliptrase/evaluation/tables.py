@@ -1,8 +1,8 @@
 """Result records -> the papers' tables: datasets as columns, methods/backbones/ablations as rows, an average.
 
 Tables are derived from :class:`~cliptrase.evaluation.results.ResultRecord` files only, never typed by hand
-or parsed from logs (style.md §3.9). A table holds one metric of one metric definition: numbers of
-``mmseg_iou`` and ``paper_scores`` are not comparable (style.md §3.5), so records of several definitions
+or parsed from logs (docs/style.md §3.9). A table holds one metric of one metric definition: numbers of
+``mmseg_iou`` and ``paper_scores`` are not comparable (docs/style.md §3.5), so records of several definitions
 give several tables (:func:`build_tables`) or an error (:func:`build_table`). Published numbers, when given,
 get their own clearly labelled rows next to the measured ones and are never mixed into them.
 """
@@ -34,7 +34,7 @@ STANDARD_BENCHMARKS: tuple[str, ...] = (
     "cityscapes",
     "ade150",
 )
-"""The field's 8 standard-protocol benchmarks, in the order its tables list them (protocols.md §7)."""
+"""The field's 8 standard-protocol benchmarks, in the order its tables list them (docs/protocols.md §7)."""
 
 DATASET_ORDER: tuple[str, ...] = (*STANDARD_BENCHMARKS, "context459", "ade847", "demo")
 """Column order of the field's tables (with-background benchmarks first, then without); unknown datasets
@@ -168,9 +168,11 @@ def build_table(
     Args:
         records: complete result records (see ``load_records``).
         metric: key of ``record.metrics`` to tabulate.
-        published: optional numbers from a paper, ``{row label: {dataset: value}}``. Each measured row with
-            a published counterpart is followed by a ``"<row> (published)"`` row and a
-            ``"<row> Δ vs published"`` row (measured - published); datasets outside the table are ignored.
+        published: optional numbers from a paper, ``{row label: {dataset: value}}``; the label names the
+            preset, so only a run of the same preset matches, and a row carrying a ``metric_definition``
+            other than the table's is skipped. Each measured row with a published counterpart is followed
+            by a ``"<row> (published)"`` row and a ``"<row> Δ vs published"`` row (measured - published);
+            datasets outside the table are ignored.
         metric_definition: keep only records of this definition; required when records mix definitions.
         failures: failed sweep cells (``load_failures``); a cell with no complete record reads ``failed``.
 
@@ -211,13 +213,24 @@ def build_table(
             invalid_labels=frozenset(c for r, c in invalid if r == label),
         )
         rows.append(measured)
-        if published is not None and label in published:
+        if published is not None and _comparable(published.get(label), definition):
             rows.extend(_published_rows(measured, columns, published[label]))
     if published is not None:
         unmatched = sorted(set(published) - grid.keys())
         if unmatched:
             logger.info("published rows without measured results (not shown): %s", ", ".join(unmatched))
     return Table(metric, definition, columns, tuple(rows))
+
+
+def _comparable(numbers: Mapping[str, float] | None, metric_definition: str) -> bool:
+    """A published row is set beside (and subtracted from) a measured one only under the same metric.
+
+    The preset already matches (the row label ends in the protocol); a row that states its metric
+    (:class:`~cliptrase.evaluation.published.PublishedRow`) must also state this table's.
+    """
+    if numbers is None:
+        return False
+    return getattr(numbers, "metric_definition", metric_definition) == metric_definition
 
 
 def _published_rows(

@@ -1,4 +1,4 @@
-"""Sliding-window inference: the only tiling code (style.md §3.3).
+"""Sliding-window inference: the only tiling code (docs/style.md §3.3).
 
 Window placement follows mmseg's ``EncoderDecoder.slide_inference`` (which the SCLIP/NACLIP/ClearCLIP
 harnesses use): ``n = max(H - crop + stride - 1, 0) // stride + 1`` windows per axis at ``i * stride``,
@@ -111,3 +111,37 @@ def sliding_window_list(
                     )
                 outs[i][:, y1:y2, x1:x2] += r
     return [out / count for out, count in zip(outs, counts)]
+
+
+def fit_to_patches(
+    windows: Tensor, patch: int, pad_to: int
+) -> tuple[Tensor, tuple[int, int], tuple[int, int, int, int] | None]:
+    """Make a batch of windows encodable by a ViT with square patches of side ``patch``, as the peers do.
+
+    1. ``pad_to > 0``: zero-pad (in the normalised space) to multiples of ``pad_to``, the extra split as
+       ``left = pad // 2``, ``right = pad - left`` (top/bottom alike); the logits over the padded window are
+       cropped back with the returned box (ClearCLIP ``clearclip_segmentor.py:168-180, 246-258`` with the
+       patch size 16, ProxyCLIP ``proxyclip_segmentor.py:218-231`` with 56).
+    2. Floor the patch grid: the patch convolution (stride = kernel) ignores the last ``H mod patch`` rows and
+       ``W mod patch`` columns, so they are cut here, and the logits are stretched over the whole (padded)
+       window (SCLIP ``clip_segmentor.py:68-74``, NACLIP ``naclip.py:64-68``; ProxyCLIP's 56-multiples are
+       not all multiples of 16, and its grid is floored the same way, ``proxyclip_segmentor.py:111``).
+
+    Args:
+        windows: (n, 3, H, W) normalised windows.
+        patch: the ViT patch size.
+        pad_to: 0 (no padding) or the padding multiple.
+
+    Returns:
+        The windows to encode; the size the logits are resized to (the padded window); and the (y1, y2,
+        x1, x2) crop of those logits back to the window (None without padding).
+    """
+    h, w = windows.shape[-2:]
+    box = None
+    pad_h, pad_w = (-h % pad_to, -w % pad_to) if pad_to else (0, 0)
+    if pad_h or pad_w:
+        top, left = pad_h // 2, pad_w // 2
+        windows = torch.nn.functional.pad(windows, (left, pad_w - left, top, pad_h - top))
+        box = (top, top + h, left, left + w)
+    out_hw = (windows.shape[-2], windows.shape[-1])
+    return windows[..., : out_hw[0] // patch * patch, : out_hw[1] // patch * patch], out_hw, box

@@ -1,6 +1,6 @@
 """Dense forward of an open_clip ViT: projected, L2-normalised tokens, q/k/v of chosen blocks, and a
 replaceable attention rule for the last block — built as small functions over open_clip's modules and
-weights, without modifying the model (style.md §3.2).
+weights, without modifying the model (docs/style.md §3.2).
 
 Call graph of :meth:`DenseEncoder.__call__`::
 
@@ -29,7 +29,7 @@ from cliptrase.models.attention import ATTENTION
 logger = logging.getLogger(__name__)
 
 PAPER_POS_OFFSET = 0.1
-"""The DINO ``+0.1`` offset of the authors' positional-embedding interpolation (method.md §2.3)."""
+"""The DINO ``+0.1`` offset of the authors' positional-embedding interpolation (docs/method.md §2.3)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LastBlockSpec:
 
     Attributes:
         attention: name of a rule in :data:`cliptrase.models.attention.ATTENTION`.
-        keep_residual: add the block input to the attention output (CLIPtrase keeps it, method.md §4 C).
+        keep_residual: add the block input to the attention output (CLIPtrase keeps it, docs/method.md §4 C).
         keep_ffn: apply the block's MLP with its residual after the attention (CLIPtrase keeps it).
         params: extra keyword arguments of the rule as sorted (name, value) pairs (e.g. NACLIP's
             ``gaussian_std``), kept hashable so the spec stays frozen.
@@ -85,7 +85,7 @@ def resample_pos_embed(
 ) -> Tensor:
     """Positional table for a patch grid, exactly as the authors' ``interpolate_pos_encoding``.
 
-    method.md §2.3: if the grid equals the stored one the table is used as is; otherwise the patch part,
+    docs/method.md §2.3: if the grid equals the stored one the table is used as is; otherwise the patch part,
     as a (1, D, g0, g0) image, is resized with ``F.interpolate(mode="bicubic", align_corners=False,
     scale_factor=((h + offset) / g0, (w + offset) / g0))`` — the DINO ``+0.1`` trick, which gives different
     numbers from resizing to ``size=(h, w)`` — and the [CLS] row is kept. ``offset=None`` resizes by size.
@@ -232,7 +232,8 @@ class DenseEncoder:
         ph, pw = self.patch_size
         if images.shape[-2] % ph or images.shape[-1] % pw:
             raise ValueError(
-                f"input {tuple(images.shape[-2:])} is not divisible by the patch size {(ph, pw)}"
+                f"input {tuple(images.shape[-2:])} is not divisible by the patch size {(ph, pw)}; fit it "
+                "first (cliptrase.inference.sliding.fit_to_patches: floor the grid or pad, protocol.pad_to)"
             )
         x = self.visual.conv1(images)
         grid_hw = (x.shape[-2], x.shape[-1])

@@ -164,10 +164,10 @@ def test_reproduce_waits_for_login_only_sets(voc_server, tmp_path, caplog):
 def test_published_numbers_key_the_tables():
     assert PUBLISHED["cliptrase | vit_b16_openai | paper224"]["voc20"] == 80.95
     assert PUBLISHED["cliptrase | vit_b16_openai | paper336"]["ade847"] == 5.89
-    assert PUBLISHED["sclip | vit_b16_openai | standard"]["cityscapes"] == 32.34
+    assert PUBLISHED["sclip | vit_b16_openai | sclip"]["cityscapes"] == 32.34  # on its own preset
     for numbers in PAPER_README.values():
         assert len(numbers) == 9
-        assert round(sum(numbers.values()) / 9, 2) in (32.66, 33.53)  # method.md §9.1 averages
+        assert round(sum(numbers.values()) / 9, 2) in (32.66, 33.53)  # docs/method.md §9.1 averages
     labels = [
         "cliptrase | vit_b16_openai | paper224",
         "cliptrase | vit_l14_openai | paper224",  # another backbone: not comparable
