@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cliptrase.utils.fs import atomic_path
+
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
@@ -171,8 +173,7 @@ def cached_text_classifier(
         return torch.load(path, map_location=device, weights_only=True)
     out = build_text_classifier(model, tokenizer, names, templates)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(out.cpu(), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(out.cpu(), tmp)
     logger.info("text classifier cached: %s (%d classes x %d templates)", path, len(names), len(templates))
     return out

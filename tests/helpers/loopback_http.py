@@ -124,12 +124,12 @@ def guard_loopback(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     Proxies are cleared so that loopback requests go straight to the test server.
     """
-    from cliptrase.datasets import download
+    from cliptrase.datasets.download import http
 
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     seen: list[str] = []
-    real_open = download._open
+    real_open = http.open_url
 
     def checked_open(url: str, start: int):
         host = urlparse(url).hostname
@@ -137,7 +137,7 @@ def guard_loopback(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(url)
         return real_open(url, start)
 
-    monkeypatch.setattr(download, "_open", checked_open)
+    monkeypatch.setattr(http, "open_url", checked_open)
     return seen
 
 

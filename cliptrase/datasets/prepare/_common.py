@@ -1,15 +1,14 @@
 """Plumbing shared by the converters: finding raw folders, atomic writes, parallel jobs with a progress bar.
 
-Every converter follows the same contract: outputs are written to a hidden ``.<name>.partial`` file and
-renamed into place (``os.replace`` is atomic on one filesystem), so an interrupted run leaves no truncated
-file; a job whose output exists is skipped, so re-running resumes.
+Every converter follows the same contract: outputs are written to a hidden temporary file and renamed into
+place (:func:`cliptrase.utils.fs.atomic_path`), so an interrupted run leaves no truncated file; a job whose
+output exists is skipped, so re-running resumes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,6 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from cliptrase.errors import DataError
+from cliptrase.utils.fs import atomic_path, atomic_write_text
+from cliptrase.utils.fs import link_or_copy as link_or_copy
 
 logger = logging.getLogger(__name__)
 
@@ -56,46 +59,22 @@ def find_file(candidates: Iterable[Path], what: str, hint: str) -> Path:
     raise FileNotFoundError(f"{what} not found (looked for {', '.join(map(str, candidates))}); {hint}")
 
 
-def _partial_path(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}.partial")
-
-
 def save_image_atomic(array: np.ndarray, dst: Path, image_format: str, **save_kwargs: Any) -> None:
     """Write ``array`` as an image at ``dst`` through a temporary file; uint16 arrays stay 16-bit."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(dst)
-    Image.fromarray(array).save(tmp, format=image_format, **save_kwargs)
-    os.replace(tmp, dst)
+    save_pil_atomic(Image.fromarray(array), dst, image_format, **save_kwargs)
 
 
 def save_pil_atomic(image: Image.Image, dst: Path, image_format: str, **save_kwargs: Any) -> None:
     """Write a PIL image at ``dst`` through a temporary file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(dst)
-    image.save(tmp, format=image_format, **save_kwargs)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        image.save(tmp, format=image_format, **save_kwargs)
 
 
 def write_text_atomic(text: str, dst: Path) -> None:
     """Write a text file through a temporary file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(dst)
-    tmp.write_text(text)
-    os.replace(tmp, dst)
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (no extra disk space), or copy it across filesystems; atomic both ways."""
-    if dst.exists() and (dst.samefile(src) or dst.stat().st_size == src.stat().st_size):
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_path(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write_text(dst, text)
 
 
 def write_split(stems: Iterable[str], dst: Path) -> None:
@@ -114,7 +93,7 @@ def _run_job(worker: Callable[[Any, Path], None], job: tuple[Any, Path]) -> None
         worker(src, dst)
     except Exception as err:
         source = src if isinstance(src, (str, os.PathLike)) else "its input"
-        raise RuntimeError(f"writing {dst} from {source} failed: {err}") from err
+        raise DataError(f"writing {dst} from {source} failed: {err}") from err
 
 
 def run_jobs(
