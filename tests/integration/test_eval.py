@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
+from helpers.golden import GOLDEN_DIR, golden_weights
 from PIL import Image
 
-from cliptrase.config import register_configs
 from cliptrase.datasets.config import config_dir, load_dataset_config
 from cliptrase.harness.run import run
 
@@ -27,7 +27,6 @@ CONFIG_DIR = str(config_dir())
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
 
 # golden dataset key -> (dataset config, how the authors' stored GT is written in that benchmark's layout)
 GOLDEN_LAYOUT = {
@@ -41,19 +40,6 @@ GOLDEN_LAYOUT = {
     "COCO171_val": ("coco_stuff171", "identity"),
     "COCO80_val": ("coco_object", "identity"),
 }
-
-
-def compose_cfg(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("eval", overrides=overrides)
-
-
-def _golden_weights() -> Path:
-    path = GOLDEN_DIR / "tiny_clip_openai_seed0.pt"
-    if not path.is_file():
-        pytest.skip(f"golden weights {path} not found (set CLIPTRASE_GOLDEN_DIR)")
-    return path
 
 
 def _write_case(case: dict, arrays: dict, data_root: Path) -> str:
@@ -99,12 +85,12 @@ def _golden_cases() -> list[str]:
 @pytest.mark.golden
 @pytest.mark.parametrize("name", _golden_cases())
 def test_harness_reproduces_golden_metrics(name, tmp_path):
-    weights = _golden_weights()
+    weights = golden_weights()
     case = json.loads((GOLDEN_DIR / "cases.json").read_text())["cases"][name]
     with np.load(GOLDEN_DIR / f"{name}.npz") as z:
         arrays = {k: z[k] for k in z.files}
     dataset = _write_case(case, arrays, tmp_path / "data")
-    cfg = compose_cfg(
+    cfg = compose_eval(
         [
             f"dataset={dataset}",
             f"protocol=paper{case['image_size']}",
@@ -128,7 +114,7 @@ def test_harness_reproduces_golden_metrics(name, tmp_path):
 
 
 def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
-    weights = _golden_weights()
+    weights = golden_weights()
     overrides = [
         "dataset=demo",
         "protocol=standard",
@@ -139,7 +125,7 @@ def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
         "experiment_name=t",
         "max_images=2",
     ]
-    cfg = compose_cfg([*overrides, "save_predictions=1"])
+    cfg = compose_eval([*overrides, "save_predictions=1"])
     metrics = run(cfg)
     assert set(metrics) == {"aAcc", "mIoU", "mAcc"}
     saved = sorted(p.name for p in (tmp_path / "results" / "t" / "predictions").glob("*/*.png"))
@@ -148,26 +134,26 @@ def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
     assert record["metric_definition"] == "mmseg_iou" and len(record["per_class"]["IoU"]) == 5
     caplog.clear()
     with caplog.at_level("INFO", logger="cliptrase.eval"):
-        assert run(compose_cfg([*overrides, "save_predictions=1"])) == metrics
+        assert run(compose_eval([*overrides, "save_predictions=1"])) == metrics
     assert any("skip" in r.message for r in caplog.records)
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
-    weights = _golden_weights()
+    weights = golden_weights()
     base = ["model=weights_file", f"model.weights={weights}", f"paths.results_dir={tmp_path}"]
     with pytest.raises(Exception, match="Could not find 'method/nope'"):
-        compose_cfg([*base, "method=nope"])
+        compose_eval([*base, "method=nope"])
     with pytest.raises(Exception, match="epsx"):
-        compose_cfg([*base, "method.epsx=0.5"])
+        compose_eval([*base, "method.epsx=0.5"])
     with pytest.raises(ValueError, match=r"method\.eps must be > 0"):
-        run(compose_cfg([*base, "method.eps=-1"]))
-    missing = compose_cfg([*base, "dataset=voc21", f"paths.data_root={tmp_path / 'nothing'}"])
+        run(compose_eval([*base, "method.eps=-1"]))
+    missing = compose_eval([*base, "dataset=voc21", f"paths.data_root={tmp_path / 'nothing'}"])
     with pytest.raises((FileNotFoundError, ValueError), match="cliptrase data"):
         run(missing)
 
 
 def test_unwritable_results_dir(tmp_path):
-    weights = _golden_weights()
+    weights = golden_weights()
     base = ["model=weights_file", f"model.weights={weights}"]
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -175,7 +161,7 @@ def test_unwritable_results_dir(tmp_path):
     if os.access(ro, os.W_OK):
         pytest.skip("running as root: cannot make a read-only directory")
     with pytest.raises(PermissionError, match="not writable"):
-        run(compose_cfg([*base, f"paths.results_dir={ro}"]))
+        run(compose_eval([*base, f"paths.results_dir={ro}"]))
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -193,7 +179,7 @@ def test_multirun_table_and_resume(tmp_path, tiny_clip):
     """2 models x 2 datasets x 2 eps = one 8-cell table; after losing 5 results only those 5 re-run."""
     import torch
 
-    weights_a = _golden_weights()
+    weights_a = golden_weights()
     weights_b = tmp_path / "tiny_random.pt"
     torch.save(tiny_clip.model.state_dict(), weights_b)
     demo = tmp_path / "demo"
@@ -244,7 +230,7 @@ def test_multirun_table_and_resume(tmp_path, tiny_clip):
 
 def test_every_method_both_protocols_one_multirun(tmp_path):
     """Every method x {paper, standard} on the demo dataset in one multirun; the table renders it."""
-    weights = _golden_weights()
+    weights = golden_weights()
     methods = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml") if "_" not in p.stem)
     env = {
         **os.environ,
@@ -275,7 +261,7 @@ def test_every_method_both_protocols_one_multirun(tmp_path):
 
 @pytest.mark.parametrize("protocol", ["standard", "paper224"])
 def test_batch_of_two_equals_batch_of_one(tmp_path, protocol):
-    weights = _golden_weights()
+    weights = golden_weights()
     base = [
         "dataset=demo",
         f"protocol={protocol}",
@@ -285,8 +271,8 @@ def test_batch_of_two_equals_batch_of_one(tmp_path, protocol):
         "max_images=3",
         "results.resume=false",
     ]
-    one = run(compose_cfg([*base, "batch_size=1", f"paths.results_dir={tmp_path / 'r1'}"]))
-    two = run(compose_cfg([*base, "batch_size=2", "window_batch=5", f"paths.results_dir={tmp_path / 'r2'}"]))
+    one = run(compose_eval([*base, "batch_size=1", f"paths.results_dir={tmp_path / 'r1'}"]))
+    two = run(compose_eval([*base, "batch_size=2", "window_batch=5", f"paths.results_dir={tmp_path / 'r2'}"]))
     assert one == two
 
 
@@ -294,7 +280,7 @@ def test_torchrun_two_gloo_processes_equal_one(tmp_path):
     """Data-parallel under torchrun (2 CPU processes, gloo) gives the metrics of 1 process."""
     import socket
 
-    weights = _golden_weights()
+    weights = golden_weights()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

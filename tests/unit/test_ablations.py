@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cliptrase.config import register_configs
 from cliptrase.datasets.config import config_dir
 from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import paper_dataset, preprocess_image
@@ -27,9 +26,7 @@ CASE = "voc21_336"  # background prompts, two-image batch, 336 px: exercises the
 
 
 def _method(name: str) -> dict:
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=[f"method={name}", "paths.results_dir=/unused"])
+    cfg = compose_eval([f"method={name}", "paths.results_dir=/unused"])
     return OmegaConf.to_container(cfg.method)
 
 

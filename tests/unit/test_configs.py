@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 
-from cliptrase.config import register_configs, validate
+from cliptrase.config import validate
 from cliptrase.datasets.config import config_dir
 
 CONFIG_DIR = str(config_dir())
@@ -21,9 +21,7 @@ def _options(group: str) -> list[str]:
 
 
 def _compose(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("eval", overrides=[*overrides, "paths.results_dir=/unused", "paths.data_root=/unused"])
+    return compose_eval([*overrides, "paths.results_dir=/unused", "paths.data_root=/unused"])
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
@@ -91,9 +89,5 @@ def test_slurm_launcher_config_composes():
     pytest.importorskip(
         "hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is not installed (optional)"
     )
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "eval", overrides=["hydra/launcher=slurm", "paths.results_dir=/x"], return_hydra_config=True
-        )
+    cfg = compose_eval(["hydra/launcher=slurm", "paths.results_dir=/x"], return_hydra_config=True)
     assert cfg.hydra.launcher.gpus_per_node == 1
