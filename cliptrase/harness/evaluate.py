@@ -70,7 +70,7 @@ def _evaluate(
     if world_size() > 1:
         device = init_distributed(device)
     runner = Runner(
-        model=_build_segmentor(cfg, prompts, ds_cfg.name, device),
+        model=_build_segmentor(cfg, groups, prompts, device),
         work_dir=str(_work_dir(cfg) / "mmengine"),
         test_dataloader=_dataloader(cfg, dataset, device),
         test_cfg=dict(type="TestLoop"),
@@ -90,11 +90,15 @@ def _evaluate(
 
 
 def _build_dataset(cfg: DictConfig, ds_cfg: Any, proto_cfg: Any, prompts: JobPrompts) -> Any:
-    """The dataset with the protocol's pipeline, ``max_images`` and the config's suffixes."""
+    """The dataset with the protocol's pipeline (label values checked), ``max_images`` and the suffixes."""
+    from cliptrase.datasets.base import get_dataset_class
     from cliptrase.datasets.config import build_dataset
+    from cliptrase.datasets.label_check import with_label_check
 
     background = prompts.n_foreground if proto_cfg.kind == "paper" else None
     steps, overrides = build_pipeline(ds_cfg, proto_cfg, background)
+    allow = bool(cfg.get("allow_invalid_labels", False))
+    steps = with_label_check(steps, get_dataset_class(ds_cfg.type), dataset=ds_cfg.name, allow=allow)
     if cfg.max_images:
         overrides["indices"] = int(cfg.max_images)
     for key in ("img_suffix", "seg_map_suffix"):
@@ -103,21 +107,22 @@ def _build_dataset(cfg: DictConfig, ds_cfg: Any, proto_cfg: Any, prompts: JobPro
     return build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
 
 
-def _build_segmentor(cfg: DictConfig, prompts: JobPrompts, dataset_name: str, device: torch.device) -> Any:
+def _build_segmentor(cfg: DictConfig, groups: dict, prompts: JobPrompts, device: torch.device) -> Any:
+    """The registered segmentor, given the validated method and protocol (it resolves nothing itself)."""
     from cliptrase.registry import MODELS
 
     return MODELS.build(
         dict(
             type="CLIPtraseSegmentor",
             model=OmegaConf.to_container(cfg.model),
-            method=OmegaConf.to_container(cfg.method),
-            protocol=OmegaConf.to_container(cfg.protocol),
+            method=groups["method"],
+            protocol=groups["protocol"],
             prompts=prompts.prompts,
             prompt_to_class=prompts.prompt_to_class,
             n_classes=prompts.n_classes,
             n_foreground=prompts.n_foreground,
             cls_product=prompts.cls_product,
-            dataset_name=dataset_name,
+            dataset_name=groups["dataset"].name,
             device=str(device),
             window_batch=cfg.window_batch,
             precision=cfg.precision,
