@@ -302,10 +302,24 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     model, protocol, method = out["model"], out["protocol"], out["method"]
     if model.weights is None and model.name is None:
         raise ConfigError("model: set model.name (open_clip name) or model.weights (state-dict file)")
+    _check_model(model)
     _check_protocol(protocol, out["dataset"].name)
     _check_method(method)
     check_dataset_config(out["dataset"], vocabs=(*DATASET_VOCABS, protocol.vocab))
     return out
+
+
+def _check_model(model: ModelConfig) -> None:
+    """Name, tag and activation against open_clip's tables (no weights are read or downloaded)."""
+    if model.name is None:
+        return
+    from cliptrase.models.clip import RANDOM, check_model_name, check_pretrained_tag, resolve_quick_gelu
+
+    check_model_name(model.name)
+    tag = None if model.pretrained in (None, RANDOM) else model.pretrained
+    if tag is not None:
+        check_pretrained_tag(model.name, tag)
+    resolve_quick_gelu(model.name, tag, model.quick_gelu)
 
 
 def _fail(key: str, value: Any, valid: str) -> None:

@@ -13,8 +13,14 @@ import open_clip
 from omegaconf import OmegaConf
 
 from cliptrase.errors import ConfigError, UnknownNameError
-
-from cliptrase.models.clip import GELU, QUICK_GELU, RANDOM, resolve_quick_gelu
+from cliptrase.models.clip import (
+    GELU,
+    QUICK_GELU,
+    RANDOM,
+    check_model_name,
+    check_pretrained_tag,
+    resolve_quick_gelu,
+)
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,9 @@ class ModelSpec:
 
 def spec_for(name: str, tag: str | None, slug: str | None = None) -> ModelSpec:
     """Resolve (architecture, tag) from open_clip's tables; raises ValueError for unknown names/tags."""
-    if name not in open_clip.list_models():
-        raise UnknownNameError(f"unknown open_clip model {name!r} (see open_clip.list_models())")
-    if tag not in (None, RANDOM) and tag not in open_clip.list_pretrained_tags_by_model(name):
-        valid = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
-        raise UnknownNameError(f"unknown pretrained tag {tag!r} for {name!r}; valid tags: {valid}")
+    check_model_name(name)
+    if tag not in (None, RANDOM):
+        check_pretrained_tag(name, tag)
     real_tag = None if tag in (None, RANDOM) else tag
     quick = resolve_quick_gelu(name, real_tag, None)
     cfg = open_clip.get_pretrained_cfg(name, real_tag) if real_tag else {}

@@ -8,8 +8,8 @@ Four sources, one result (:class:`LoadedClip`):
   ``quick_gelu`` (open_clip itself only warns when the architecture config disagrees, and would otherwise
   run OpenAI's ViT-B/16 with ``nn.GELU``), and the tag's mean/std;
 * ``weights=FILE`` without a name: an OpenAI-format CLIP (TorchScript archive as ``clip.load`` downloads it,
-  or a plain state dict), rebuilt with ``open_clip.build_model_from_openai_state_dict`` with QuickGELU and cast
-  to fp32 as the authors' script runs it (docs/method.md §2.1: ``convert_weights`` is commented out there);
+  or a plain state dict), rebuilt with ``open_clip.build_model_from_openai_state_dict`` with QuickGELU and
+  cast to fp32 as the authors' script runs it (docs/method.md §2.1: ``convert_weights`` is commented out);
 * ``weights=FILE`` with ``name``: an open_clip checkpoint (``.pt``, ``.bin``, ``.safetensors``, or an OpenAI
   archive) loaded into that open_clip architecture;
 * ``pretrained="random"``: random weights from an open_clip architecture config, for demos and shape tests.
@@ -93,7 +93,8 @@ def list_vit_models() -> list[str]:
     return [n for n in open_clip.list_models() if "ViT" in n or "vit" in n]
 
 
-def _check_model_name(name: str) -> None:
+def check_model_name(name: str) -> None:
+    """Raise :class:`UnknownNameError` listing ViT names unless ``name`` is an open_clip architecture."""
     if name not in open_clip.list_models():
         raise UnknownNameError(
             f"unknown open_clip model {name!r}; valid ViT names include: {', '.join(list_vit_models()[:40])} "
@@ -101,7 +102,8 @@ def _check_model_name(name: str) -> None:
         )
 
 
-def _check_pretrained_tag(name: str, tag: str) -> None:
+def check_pretrained_tag(name: str, tag: str) -> None:
+    """Raise :class:`UnknownNameError` listing the valid tags unless ``tag`` is one of ``name``'s."""
     tags = open_clip.list_pretrained_tags_by_model(name)
     if tag not in tags:
         valid = ", ".join(tags) if tags else "none (use pretrained=random or weights=FILE)"
@@ -208,10 +210,10 @@ def load_clip(
         raise ConfigError(
             "model: give an open_clip name (model.name=ViT-B-16) or a weights file (model.weights=FILE)"
         )
-    _check_model_name(name)
+    check_model_name(name)
     is_random = pretrained in (None, RANDOM)
     if not is_random:
-        _check_pretrained_tag(name, pretrained)
+        check_pretrained_tag(name, pretrained)
     quick = resolve_quick_gelu(name, None if is_random else pretrained, quick_gelu)
     source: dict[str, Any] = {"pretrained": pretrained or RANDOM}
     if is_random:
@@ -309,10 +311,10 @@ def _load_from_file(
     digest = file_sha256(path) if path.is_file() else ""
     source = {"weights_file": str(path), "weights_sha256": digest}
     if name is not None:
-        _check_model_name(name)
+        check_model_name(name)
         tag = pretrained if pretrained not in (None, RANDOM) else None
         if tag is not None:
-            _check_pretrained_tag(name, tag)
+            check_pretrained_tag(name, tag)
         quick = resolve_quick_gelu(name, tag, quick_gelu)
         model = _build_with_file(name, path, quick, device, _tag_preprocess(name, tag) if tag else None)
         source["format"] = "torchscript" if is_torchscript(path) else "open_clip"

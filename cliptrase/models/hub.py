@@ -136,9 +136,7 @@ def cached_weights(source: TagSource, cache_dir: str | os.PathLike[str] | None =
         from huggingface_hub import try_to_load_from_cache
 
         for filename in source.hf_filenames:
-            hit = try_to_load_from_cache(
-                source.hf_repo, filename, cache_dir=str(hf_cache_dir(cache_dir))
-            )
+            hit = try_to_load_from_cache(source.hf_repo, filename, cache_dir=str(hf_cache_dir(cache_dir)))
             if isinstance(hit, str) and Path(hit).is_file():
                 return Path(hit)
     if source.url:

@@ -75,7 +75,11 @@ def paper_crop_gt(labels: np.ndarray, size: int, rule: str, file_dtype: str | np
     only, so applying it before the resize selects the same pixels as the authors' prepared files.
     """
     gt = to_paper_gt(np.asarray(labels).astype(np.int64), rule)
-    dtype = np.dtype(file_dtype) if file_dtype is not None else (np.uint8 if gt.max(initial=0) < 256 else np.uint16)
+    dtype = (
+        np.dtype(file_dtype)
+        if file_dtype is not None
+        else (np.uint8 if gt.max(initial=0) < 256 else np.uint16)
+    )
     if dtype not in (np.uint8, np.uint16):
         raise DataError(f"label maps must be 8- or 16-bit for the paper protocol, got {dtype}")
     info = np.iinfo(dtype)
@@ -111,9 +115,7 @@ class PaperResizeCrop(BaseTransform):
         results["img"] = np.ascontiguousarray(np.asarray(rgb.convert("RGB"))[..., ::-1])
         results["img_shape"] = results["img"].shape[:2]
         if "gt_seg_map" in results:
-            gt16 = paper_crop_gt(
-                results["gt_seg_map"], self.size, self.rule, results.get("gt_seg_map_dtype")
-            )
+            gt16 = paper_crop_gt(results["gt_seg_map"], self.size, self.rule, results.get("gt_seg_map_dtype"))
             results["paper_scored"] = is_scored(gt16)
             if self.background is not None:
                 gt16 = gt16.copy()

@@ -97,3 +97,46 @@ def test_shipped_model_config_end_to_end(tmp_path, spec):
     assert model["image_size"] == [spec.image_size, spec.image_size]
     assert model["weights_file"] == str(target)
     assert "QuickGELU mismatch" not in proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "hub_unreachable"])
+def test_missing_weights_offline_is_one_line_within_seconds(tmp_path, how):
+    """Empty cache on a node without internet: one line naming model, cache and fetch command; exit 2."""
+    import time
+
+    env = {**os.environ, "CLIPTRASE_DATA": str(tmp_path / "data")}
+    env.pop("CLIPTRASE_DEBUG", None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    if how == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env.pop("HF_HUB_OFFLINE", None)
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: refused at once, like a closed network
+    cache = tmp_path / "empty_cache"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cliptrase.eval",
+            "model=vit_b16_openai",
+            f"model.cache_dir={cache}",
+            "dataset=demo",
+            f"paths.results_dir={tmp_path / 'results'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    assert "ViT-B-16:openai" in errors[0] and str(cache) in errors[0]
+    assert f"cliptrase models fetch ViT-B-16:openai --cache-dir {cache}" in errors[0]
+    assert elapsed < 60, f"{elapsed:.0f} s: hub retries?"  # interpreter + mmseg imports included
+    assert not list((tmp_path / "results").rglob("metrics.json"))

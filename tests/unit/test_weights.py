@@ -363,7 +363,8 @@ def test_models_list_and_fetch_offline_as_subprocess(tmp_path, vit_b16_checkpoin
     ok = _cli("models", "fetch", "vit_b16_openai", "--cache-dir", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
     assert ok.returncode == 0, ok.stderr
     start = time.monotonic()
-    miss = _cli("models", "fetch", "vit_l14_openai", "--cache-dir", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
+    offline = {"HF_HUB_OFFLINE": "1"}
+    miss = _cli("models", "fetch", "vit_l14_openai", "--cache-dir", str(tmp_path), env=offline)
     assert time.monotonic() - start < 60
     assert miss.returncode != 0
     assert "Traceback" not in miss.stderr
