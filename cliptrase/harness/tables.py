@@ -14,6 +14,7 @@ from typing import Literal
 
 from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
 from cliptrase.evaluation.results import atomic_write_text, load_records
+from cliptrase.evaluation.stats import SCORERS
 from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ BUILTIN: Literal["builtin"] = "builtin"
 """``published=BUILTIN``: the built-in published numbers (docs/method.md §9.1, docs/protocols.md §4) of the
 rows that have them; they are mIoU, so other metrics get none."""
 PUBLISHED_METRIC = "mIoU"
+TABLE_EXTENSIONS = ("md", "csv", "png")
 
 Published = Mapping[str, Mapping[str, float]] | Literal["builtin"] | None
 
@@ -48,7 +50,7 @@ def write_tables(
         ValueError: no complete records there, or an unknown metric.
         OSError: the output folder cannot be created or written.
     """
-    hint = f"`cliptrase-eval experiment={experiment_dir.name}`"
+    hint = f"`cliptrase-eval -m experiment={experiment_dir.name}`"
     if not experiment_dir.is_dir():
         raise FileNotFoundError(
             f"results directory {experiment_dir} does not exist; results are written there by {hint}"
@@ -65,9 +67,29 @@ def write_tables(
         logger.warning(
             "results use %d metric definitions, which are not comparable; writing one table each", len(tables)
         )
-    return [
-        _write_table(t, out, "table" if len(tables) == 1 else f"table_{t.metric_definition}") for t in tables
-    ]
+    stems = ["table" if len(tables) == 1 else f"table_{t.metric_definition}" for t in tables]
+    written = [_write_table(t, out, stem) for t, stem in zip(tables, stems)]
+    remove_stale_tables(out, stems)
+    return written
+
+
+def remove_stale_tables(out_dir: Path, stems: Collection[str]) -> list[Path]:
+    """Delete tables that no longer describe the records: ``table.*`` once a second metric definition
+    splits the table, ``table_<definition>.*`` once one is left (or its definition is gone), and every
+    interval table (``*_ci.{md,csv}``, rewritten by ``cliptrase-table --ci`` after the tables)."""
+    candidates = {"table", *(f"table_{definition}" for definition in SCORERS), *stems}
+    removed = []
+    for stem in sorted(candidates):
+        names = [f"{stem}_ci.md", f"{stem}_ci.csv"]
+        if stem not in stems:
+            names += [f"{stem}.{ext}" for ext in TABLE_EXTENSIONS]
+        for path in (out_dir / name for name in names):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    if removed:
+        logger.info("removed stale tables: %s", ", ".join(p.name for p in removed))
+    return removed
 
 
 def _builtin_published(
