@@ -5,10 +5,10 @@
     cliptrase data prepare NAME --raw DIR --out DIR [--workers N] [--id-map FILE]
     cliptrase data check NAME|--all [--root DIR] [--expected N] [--workers N]
 
-Each sub-command returns an exit code: 0 on success, 1 when ``check`` found problems or ``download`` waits
-for archives that need a sign-in, 2 on bad input (an unknown name, a missing directory, an unwritable root,
-no space left) or a failed download, reported as one log line rather than a traceback. Output goes through
-logging; the ``cliptrase`` entry point configures the handler.
+Each sub-command returns an exit code (:class:`cliptrase.errors.ExitCode`): 0 on success, 1 when ``check``
+found problems or ``download`` waits for archives that need a sign-in, 2 on bad input (an unknown name, a
+missing directory, an unwritable root, no space left) or a failed download, reported as one log line rather
+than a traceback. Output goes through logging; the ``cliptrase`` entry point configures the handler.
 """
 
 from __future__ import annotations
@@ -19,18 +19,13 @@ from pathlib import Path
 
 from cliptrase.datasets import DATASET_CLASSES, default_data_root
 from cliptrase.datasets.config import list_dataset_configs, load_dataset_config
+from cliptrase.errors import ConfigError, ExitCode, guarded
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_BAD_INPUT = 2
-_USER_ERRORS = (FileNotFoundError, ValueError, KeyError, RuntimeError)
-
-
-def _message(err: BaseException) -> str:
-    """One line for the user; ``KeyError`` would otherwise print its message quoted."""
-    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+EXIT_OK = ExitCode.OK
+EXIT_PROBLEMS = ExitCode.INCOMPLETE
+EXIT_BAD_INPUT = ExitCode.USER_ERROR
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -43,14 +38,11 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@guarded("data prepare")
 def _prepare(args: argparse.Namespace) -> int:
     from cliptrase.datasets.prepare import prepare_dataset
 
-    try:
-        prepare_dataset(args.name, args.raw, args.out, workers=args.workers, id_map=args.id_map)
-    except _USER_ERRORS as err:
-        logger.error("data prepare %s: %s", args.name, _message(err))
-        return EXIT_BAD_INPUT
+    prepare_dataset(args.name, args.raw, args.out, workers=args.workers, id_map=args.id_map)
     return EXIT_OK
 
 
@@ -58,37 +50,27 @@ def parse_mirrors(items: list[str] | None) -> dict[str, str]:
     """``KEY=URL`` pairs (KEY: a source key or an archive file name) -> mapping.
 
     Raises:
-        ValueError: An item without ``=``.
+        ConfigError: An item without ``=``.
     """
     mirrors = {}
     for item in items or []:
         key, sep, url = item.partition("=")
         if not sep or not key or not url:
-            raise ValueError(f"--mirror {item!r}: expected KEY=URL, e.g. voc2012=https://mirror.example/voc")
+            raise ConfigError(f"--mirror {item!r}: expected KEY=URL, e.g. voc2012=https://mirror.example/voc")
         mirrors[key] = url
     return mirrors
 
 
+@guarded("data download")
 def _download(args: argparse.Namespace) -> int:
-    from cliptrase.datasets.download import (
-        DownloadError,
-        download_datasets,
-        downloadable_datasets,
-        human_bytes,
-        raw_dir,
-    )
+    from cliptrase.datasets.download import download_datasets, downloadable_datasets, human_bytes, raw_dir
 
     if args.all == bool(args.names):
-        logger.error("data download: give dataset NAMEs or --all, not both or neither")
-        return EXIT_BAD_INPUT
+        raise ConfigError("give dataset NAMEs or --all, not both or neither")
     names = downloadable_datasets() if args.all else args.names
-    try:
-        done, manual = download_datasets(
-            names, args.root, mirrors=parse_mirrors(args.mirror), keep_archives=not args.delete_archives
-        )
-    except (*_USER_ERRORS, PermissionError, DownloadError) as err:
-        logger.error("data download: %s", _message(err))
-        return EXIT_BAD_INPUT
+    done, manual = download_datasets(
+        names, args.root, mirrors=parse_mirrors(args.mirror), keep_archives=not args.delete_archives
+    )
     for outcome in done:
         actions = ", ".join(f"{a.filename} {a.action}" for a in outcome.archives)
         logger.info("%s: ready (%s; %s fetched)", outcome.key, actions, human_bytes(outcome.fetched_bytes))
@@ -103,21 +85,17 @@ def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@guarded("data check")
 def _check(args: argparse.Namespace) -> int:
     from cliptrase.datasets.prepare.check import check_dataset
 
     if args.all == (args.name is not None):
-        logger.error("data check: give a dataset NAME or --all, not both or neither")
-        return EXIT_BAD_INPUT
+        raise ConfigError("give a dataset NAME or --all, not both or neither")
     names = list_dataset_configs() if args.all else [args.name]
     status = EXIT_OK
     for name in names:
-        try:
-            expected = 0 if args.subset else args.expected
-            report = check_dataset(name, args.root, expected=expected, workers=args.workers)
-        except _USER_ERRORS as err:
-            logger.error("data check %s: %s", name, _message(err))
-            return EXIT_BAD_INPUT
+        expected = 0 if args.subset else args.expected
+        report = check_dataset(name, args.root, expected=expected, workers=args.workers)
         for note in report.notes:
             logger.warning("%s: %s", name, note)
         if report.ok:

@@ -16,6 +16,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
+from cliptrase.errors import ConfigError, DataError, DataNotFoundError
 from cliptrase.evaluation.visualize import render_overlay
 from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.models.clip import RANDOM, load_clip
@@ -49,21 +50,21 @@ def parse_classes(text: str) -> list[str]:
     """Split a comma-separated class list; empty lists or names are an error."""
     names = [n.strip() for n in text.split(",")]
     if not text.strip() or any(not n for n in names):
-        raise ValueError(f"--classes must be a comma-separated list of non-empty names, got {text!r}")
+        raise ConfigError(f"--classes must be a comma-separated list of non-empty names, got {text!r}")
     if len(set(names)) != len(names):
-        raise ValueError(f"--classes has duplicate names: {text!r}")
+        raise ConfigError(f"--classes has duplicate names: {text!r}")
     return names
 
 
 def load_image(path: Path) -> Image.Image:
     """Open and decode an image as RGB, with a one-line error when it cannot be read."""
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
+        raise DataNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot decode image {path}: {exc}") from None
+        raise DataError(f"cannot decode image {path}: {exc}") from None
 
 
 def input_size(hw: tuple[int, int], short: int, patch: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ Markdown. Records of different metric definitions are never mixed: each gets its
 ``table_<definition>.{md,csv,png}``. ``--ci``, ``--compare`` and ``--baseline`` add bootstrap intervals and
 paired comparisons from the runs' per-image records (:mod:`cliptrase.evaluation.significance` lists the
 files). Exit status 0 on success, 2 on bad input (missing folder, no complete
-records, unknown metric, unwritable output), reported as one log line.
+records, unknown metric, unwritable output), reported as one log line (:mod:`cliptrase.errors`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from cliptrase.errors import ConfigError, DataNotFoundError, ExitCode, call_guarded
 from cliptrase.evaluation import significance
 from cliptrase.harness.tables import BUILTIN, Published, write_tables
 
 logger = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,46 +65,42 @@ def load_published(path: Path) -> dict[str, dict[str, float]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"published numbers file {path} does not exist") from None
+        raise DataNotFoundError(f"published numbers file {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
     valid = isinstance(data, Mapping) and all(
         isinstance(cells, Mapping)
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cells.values())
         for cells in data.values()
     )
     if not valid:
-        raise ValueError(f'{path}: expected {{"<row label>": {{"<dataset>": number}}}}')
+        raise ConfigError(f'{path}: expected {{"<row label>": {{"<dataset>": number}}}}')
     return {str(row): {str(c): float(v) for c, v in cells.items()} for row, cells in data.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     """Build and write the tables; returns the exit status."""
-    try:
-        if args.published:
-            published: Published = load_published(args.published)
-        elif getattr(args, "no_published", False):
-            published = None
-        else:
-            published = BUILTIN
-        write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
-        request = significance.request_from_args(args)
-        if request.any:
-            out_dir = args.out or args.experiment_dir
-            significance.write_statistics(
-                args.experiment_dir, metric=args.metric, out_dir=out_dir, request=request
-            )
-    except (ValueError, OSError) as err:
-        logger.error("%s", err)
-        return EXIT_BAD_INPUT
-    return EXIT_OK
+    if args.published:
+        published: Published = load_published(args.published)
+    elif getattr(args, "no_published", False):
+        published = None
+    else:
+        published = BUILTIN
+    write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
+    request = significance.request_from_args(args)
+    if request.any:
+        out_dir = args.out or args.experiment_dir
+        significance.write_statistics(
+            args.experiment_dir, metric=args.metric, out_dir=out_dir, request=request
+        )
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cliptrase-table``; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return call_guarded(run, args)
 
 
 if __name__ == "__main__":
