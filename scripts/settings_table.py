@@ -17,11 +17,10 @@ import logging
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from cliptrase.config import DatasetProtocol, ProtocolConfig, register_configs, validate
+from cliptrase.config import DatasetProtocol, ProtocolConfig, validate
 from cliptrase.datasets.config import config_dir
 from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
+from cliptrase.harness.compose import compose_job
 
 logger = logging.getLogger("settings_table")
 
@@ -49,9 +48,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
 
 def load_preset(name: str) -> ProtocolConfig:
     """The validated ``protocol`` group of ``cliptrase-eval protocol=<name>``."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"protocol={name}", "paths.results_dir=/unused"])
+    cfg = compose_job([f"protocol={name}", "paths.results_dir=/unused"])
     return validate(cfg)["protocol"]
 
 
@@ -59,7 +56,8 @@ def preset_names() -> list[str]:
     """Every ``kind: standard`` preset in ``configs/protocol``, in :data:`PRESET_ORDER` first."""
     names = sorted(p.stem for p in (config_dir() / "protocol").glob("*.yaml"))
     family = [n for n in names if load_preset(n).kind == "standard"]
-    return sorted(family, key=lambda n: (PRESET_ORDER.index(n) if n in PRESET_ORDER else len(PRESET_ORDER), n))
+    rank = {name: i for i, name in enumerate(PRESET_ORDER)}
+    return sorted(family, key=lambda n: (rank.get(n, len(PRESET_ORDER)), n))
 
 
 def render_value(key: str, p: DatasetProtocol) -> str:

@@ -9,18 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 
-from cliptrase.config import ConfigError, register_configs, validate
-from cliptrase.datasets.config import config_dir, list_dataset_configs
+from cliptrase.config import ConfigError, validate
+from cliptrase.datasets.config import list_dataset_configs
 
 BASE = ["model=weights_file", "model.weights=/nonexistent/weights.pt"]
 
 
 def composed(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("eval", overrides=[*BASE, *overrides])
+    return compose_eval([*BASE, *overrides])
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 
-from cliptrase.config import ProtocolConfig, register_configs, validate
-from cliptrase.datasets.config import config_dir
+from cliptrase.config import ProtocolConfig, validate
 from cliptrase.inference.sliding import fit_to_patches
 
 
@@ -46,9 +45,7 @@ def test_fitting_windows_are_untouched():
 
 
 def _protocol(name: str) -> ProtocolConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"protocol={name}", "dataset=voc21", "paths.results_dir=/unused"])
+    cfg = compose_eval([f"protocol={name}", "dataset=voc21", "paths.results_dir=/unused"])
     return validate(cfg)["protocol"]
 
 

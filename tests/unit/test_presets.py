@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_eval
 
-from cliptrase.config import register_configs, validate
+from cliptrase.config import validate
 from cliptrase.datasets.config import config_dir
 from cliptrase.evaluation.published import PUBLISHED, ROWS, PublishedRow, published_for_rows
 from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
@@ -50,8 +50,14 @@ EXPECTED: dict[str, tuple[dict, dict[str, dict]]] = {
     ),
     "clearclip": (  # mc-lan/ClearCLIP configs/cfg_*.py, clearclip_segmentor.py:22-23, 168-180
         {
-            **_BASE, "short_side": 448, "crop": 448, "stride": 224, "logit_scale": 50.0, "pad_to": 16,
-            "pos_offset": 0.1, "vocab": "clearclip",
+            **_BASE,
+            "short_side": 448,
+            "crop": 448,
+            "stride": 224,
+            "logit_scale": 50.0,
+            "pad_to": 16,
+            "pos_offset": 0.1,
+            "vocab": "clearclip",
         },
         {
             "voc21": {"prob_thd": 0.5},
@@ -59,7 +65,7 @@ EXPECTED: dict[str, tuple[dict, dict[str, dict]]] = {
             "coco_object": {"prob_thd": 0.4},
             "cityscapes": {"crop": 224},
         },
-    ),  # fmt: skip
+    ),
     "proxyclip": (  # mc-lan/ProxyCLIP configs/cfg_*.py, proxyclip_segmentor.py:30-31, 218-231
         {**_BASE, "short_side": 336, "crop": 336, "pad_to": 56, "pos_offset": 0.1, "vocab": "proxyclip"},
         {
@@ -74,9 +80,7 @@ EXPECTED: dict[str, tuple[dict, dict[str, dict]]] = {
 
 
 def _compose(overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("eval", overrides=[*overrides, "paths.results_dir=/unused"])
+    return compose_eval([*overrides, "paths.results_dir=/unused"])
 
 
 def _preset(name: str):
