@@ -250,7 +250,8 @@ class CLIPtraseSegmentor(BaseSegmentor):
         padded to multiples of ``protocol.pad_to`` (logits cropped back), the patch grid floored (logits
         stretched over the window).
         """
-        fitted, out_hw, box = fit_to_patches(crops, self.predictor.encoder.patch_size[0], self.settings.pad_to)
+        patch = self.predictor.encoder.patch_size[0]
+        fitted, out_hw, box = fit_to_patches(crops, patch, self.settings.pad_to)
         feats = self.predictor.encode(fitted, self.options)
         out = self.predictor.segment(feats, self.text, self.options, out_hw)
         if self.options.cluster and self.options.vote == "majority":

@@ -8,7 +8,8 @@ Every number below was measured by its authors with OpenAI CLIP ViT-B/16 under o
 * SCLIP, ``sclip``: wangf3014/SCLIP README.md:66-78, "with the default setup in this repo".
 * NACLIP, ``naclip``: sinahmr/NACLIP README.md:58-89, the `test_all.sh reduced naclip 5 on` row (PAMR on).
 * CLIP, MaskCLIP, SCLIP and ClearCLIP, ``clearclip``: mc-lan/ClearCLIP README.md:90-93
-  (``assets/results.png``, its Table 2, ViT-B rows: the five datasets without background, "using our implementation").
+  (``assets/results.png``, its Table 2, ViT-B rows: the five datasets without background, "using our
+  implementation").
 
 Rows that no released artefact states were dropped: CLIPtrase under ``standard`` (the README 224 row with a
 Cityscapes 21.3 of unknown origin), CLIP (Trident figure), MaskCLIP and ClearCLIP on VOC21 / PC60 / Object
