@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from helpers.golden import GOLDEN_WEIGHTS as WEIGHTS
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN_DIR = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO / "tests" / "golden" / "data"))
-WEIGHTS = GOLDEN_DIR / "tiny_clip_openai_seed0.pt"
 VOC_SUBDIR = Path("VOCdevkit") / "VOC2012"
 HW = (24, 32)
 MODULES = {
