@@ -1,8 +1,9 @@
 """The loading pipeline of each protocol (docs/method.md §5: ``paper``; docs/protocols.md §1: ``standard``).
 
-``paper``: the authors' PIL decoding, the uint16-safe label loader, then the authors' short-side resize + centre crop of
-image and GT together (:class:`~cliptrase.protocols.transforms.PaperResizeCrop`) with the benchmark's GT
-rule. ``standard``: mmseg's default image loader and ``Resize`` of the image to the protocol's short side, GT at full resolution.
+``paper``: the authors' PIL decoding, the uint16-safe label loader, then the authors' short-side resize +
+centre crop of image and GT together (:class:`~cliptrase.protocols.transforms.PaperResizeCrop`) with the
+benchmark's GT rule. ``standard``: mmseg's default image loader and ``Resize`` of the image to the
+protocol's short side, GT at full resolution.
 """
 
 from __future__ import annotations
