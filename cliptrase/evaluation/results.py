@@ -1,13 +1,16 @@
 """One JSON record per evaluation run: numbers, the config that made them, and where they came from.
 
-A run writes ``results/<experiment>/<run>/metrics.json`` and ``per_class.csv`` (style.md §3.9). Both are
+A run writes ``results/<experiment>/<run>/metrics.json`` and ``per_class.csv`` (docs/style.md §3.9). Both are
 written atomically (temp file in the same directory + ``os.replace``) so an interrupted job never leaves a
 half-written file that looks like a result. ``metrics.json`` is written last: its presence, with
 ``complete: true``, is what marks a run as done. A sweep re-run skips every job whose config hash already has
 a complete record (:func:`find_complete`), and an existing complete record is never replaced unless the caller
 asks for it (:class:`ResultExistsError`).
 
-Tables are derived from these records (:mod:`cliptrase.evaluation.tables`), never parsed from logs.
+Tables are derived from these records (:mod:`cliptrase.evaluation.tables`), never parsed from logs; the
+provenance block is collected by :mod:`cliptrase.evaluation.provenance`. ``atomic_write_bytes`` and
+``atomic_write_text`` are :mod:`cliptrase.utils.fs`'s, re-exported here for the modules that write next to
+records.
 """
 
 from __future__ import annotations
@@ -16,24 +19,18 @@ import csv
 import dataclasses
 import enum
 import hashlib
-import importlib.metadata
 import io
 import json
 import logging
 import math
 import os
-import platform
-import socket
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cliptrase import __version__
+from cliptrase.utils.fs import atomic_write_bytes as atomic_write_bytes
+from cliptrase.utils.fs import atomic_write_text as atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +43,6 @@ HASH_LENGTH = 16
 DEFAULT_HASH_EXCLUDE: tuple[str, ...] = ("paths", "hydra", "runtime", "results", "save_predictions")
 """Top-level config keys that never change the numbers (where files go, logging, overwrite policy, saving
 label PNGs), so two runs differing only in them share a hash and resume across machines."""
-
-PACKAGES: tuple[str, ...] = (
-    "torch",
-    "torchvision",
-    "open_clip_torch",
-    "mmsegmentation",
-    "mmengine",
-    "mmcv",
-    "numpy",
-    "scikit-learn",
-    "scipy",
-    "hydra-core",
-    "cliptrase",
-)
-"""Distributions whose versions are recorded (keys of ``provenance["versions"]``, plus ``python``)."""
-
-_GIT_TIMEOUT_S = 10
 
 
 class ResultExistsError(FileExistsError):
@@ -257,115 +237,6 @@ def _drop(tree: Any, parts: list[str]) -> None:
         _drop(tree[parts[0]], parts[1:])
 
 
-# ----------------------------------------------------------------------------------------------- provenance
-
-
-def collect_provenance(
-    *,
-    device: str,
-    n_images: int,
-    wall_time_s: float,
-    started_at: str,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Where and with what a result was made: git state, package versions, host, device, times.
-
-    Never fails: anything that cannot be determined (not a git checkout, a package not installed) is
-    ``None``, because a missing fact must not cost a finished evaluation.
-
-    Args:
-        device: the device the run used, e.g. ``"cuda:0"`` or ``"cpu"``.
-        n_images: number of images evaluated.
-        wall_time_s: wall time of the evaluation in seconds.
-        started_at: ISO-8601 start time.
-        extra: further facts to record (seed, dtype, hash of the sorted file list, checkpoint hash);
-            they may not shadow the standard keys.
-    """
-    commit, dirty = _git_state(Path(__file__).resolve().parents[2])
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    versions.update({name: _version(name) for name in PACKAGES})
-    versions["cliptrase"] = versions["cliptrase"] or __version__  # a source checkout on PYTHONPATH
-    prov: dict[str, Any] = {
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "versions": versions,
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "device": device,
-        "device_name": _device_name(device),
-        "n_images": int(n_images),
-        "wall_time_s": float(wall_time_s),
-        "started_at": started_at,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    clash = sorted(set(extra or {}) & prov.keys())
-    if clash:
-        raise ValueError(f"provenance extra keys {clash} would replace standard fields; rename them")
-    prov.update(to_plain(dict(extra or {})))
-    return prov
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            timeout=_GIT_TIMEOUT_S,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def _git_state(repo: Path) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of ``repo`` if it is the root of the checkout holding this package, else (None, None).
-
-    The top-level check stops an installed copy (site-packages inside some other repository, e.g. a project
-    that vendors a venv) from recording that repository's commit. Untracked files do not count as dirty:
-    results, datasets and scratch outputs are untracked and do not change the code.
-    """
-    top = _git(repo, "rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != repo:
-        return None, None
-    commit = _git(repo, "rev-parse", "HEAD")
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
-    return commit or None, None if status is None else bool(status)
-
-
-def _device_name(device: str) -> str | None:
-    """GPU model for CUDA devices, the CPU description otherwise (what a reader needs to compare timings)."""
-    if device.startswith("cuda"):
-        torch = sys.modules.get("torch")
-        try:
-            if torch is not None and torch.cuda.is_available():
-                return str(torch.cuda.get_device_name(torch.device(device)))
-        except (RuntimeError, AssertionError, ValueError):
-            return None
-        return None
-    return _cpu_model() or platform.processor() or platform.machine() or None
-
-
-def _cpu_model() -> str | None:
-    """The CPU model from ``/proc/cpuinfo`` (Linux); ``platform.processor()`` is empty there."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        return None
-    return None
-
-
 # ------------------------------------------------------------------------------------------- reading/writing
 
 
@@ -376,37 +247,6 @@ def read_record(path: Path) -> ResultRecord:
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
     return ResultRecord.from_json(text, source=path)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``.
-
-    The rename is atomic on POSIX and Windows, so readers see the old file or the new one, never a mix;
-    the temp file is removed if anything fails. ``O_EXCL`` with mode 0o666 lets the umask set permissions,
-    unlike ``tempfile`` (0o600), so shared results folders stay readable.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except PermissionError:
-        raise PermissionError(
-            f"cannot write in {path.parent}: permission denied; choose a writable results directory"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def per_class_csv(record: ResultRecord) -> str:

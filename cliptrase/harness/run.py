@@ -10,7 +10,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.config import validate
-from cliptrase.evaluation.results import ResultRecord, collect_provenance, find_complete, write_record
+from cliptrase.evaluation.provenance import collect_provenance
+from cliptrase.evaluation.results import ResultRecord, find_complete, write_record
 from cliptrase.harness.evaluate import evaluate
 from cliptrase.harness.identity import config_hash_of, row_label, run_name_of
 from cliptrase.harness.runtime import is_main_process, seed_everything

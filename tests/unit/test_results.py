@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cliptrase.evaluation import results
+from cliptrase.evaluation import provenance, results
+from cliptrase.evaluation.provenance import collect_provenance
 from cliptrase.evaluation.results import (
     ResultExistsError,
     ResultRecord,
-    collect_provenance,
     config_hash,
     find_complete,
     load_records,
@@ -121,14 +121,14 @@ def test_collect_provenance_has_the_facts():
     assert prov["n_images"] == 5 and prov["wall_time_s"] == 1.5 and prov["seed"] == 0
     versions = prov["versions"]
     assert versions["python"] and versions["numpy"] and versions["cliptrase"]
-    assert set(results.PACKAGES) <= versions.keys()
+    assert set(provenance.PACKAGES) <= versions.keys()
     json.dumps(prov, allow_nan=False)  # JSON-ready
     with pytest.raises(ValueError, match="device"):
         collect_provenance(device="cpu", n_images=1, wall_time_s=0, started_at="", extra={"device": "x"})
 
 
 def test_collect_provenance_outside_git_is_null(monkeypatch):
-    monkeypatch.setattr(results, "_git", lambda repo, *args: None)
+    monkeypatch.setattr(provenance, "_git", lambda repo, *args: None)
     prov = collect_provenance(device="cpu", n_images=1, wall_time_s=0.0, started_at="t")
     assert prov["git_commit"] is None and prov["git_dirty"] is None
 
