@@ -122,11 +122,23 @@ def debug_enabled() -> bool:
     return any(os.environ.get(name, "").strip().lower() in _TRUE for name in (DEBUG_ENV, HYDRA_DEBUG_ENV))
 
 
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+"""What torch's DataLoader puts into the message of an error it re-raises from a worker process."""
+
+
 def message_of(err: BaseException) -> str:
-    """The error's one-line message (a plain ``KeyError`` would otherwise print it quoted)."""
+    """The error's one-line message (a plain ``KeyError`` would otherwise print it quoted).
+
+    An error raised in a data-loading worker comes back with the worker's traceback inside its message
+    (torch's ``ExceptionWrapper.reraise``); its last line, less the exception name, is the message.
+    """
     if isinstance(err, KeyError) and not isinstance(err, UserError) and len(err.args) == 1:
         return str(err.args[0])
-    return str(err)
+    text = str(err)
+    if _WORKER_TRACEBACK in text:
+        last = text.rstrip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def exit_code_of(err: BaseException) -> ExitCode:

@@ -23,6 +23,7 @@ HASH_EXCLUDE = (
     "window_batch",
     "batch_size",
     "threads",
+    "allow_invalid_labels",  # a count in the record, not a change of the numbers
 )
 """Keys that do not change the numbers and therefore not the config hash."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.config import validate
+from cliptrase.datasets.label_check import InvalidLabelCounter
 from cliptrase.evaluation.provenance import collect_provenance
 from cliptrase.evaluation.results import ResultRecord, find_complete, write_record
 from cliptrase.harness.evaluate import evaluate
@@ -37,12 +38,13 @@ def run(cfg: DictConfig) -> dict | None:
         if done is not None:
             logger.info("skip %s: complete result with config hash %s exists", run_name, digest)
             return done.metrics
-    out_dir = experiment_dir / run_name
-    ensure_writable(out_dir, "results directory", "set paths.results_dir=<writable dir>")
+    out_dir = experiment_dir / run_name  # created when the record is written: a failed job leaves none
+    ensure_writable(experiment_dir, "results directory", "set paths.results_dir=<writable dir>")
     logger.info("run %s (config hash %s) -> %s", run_name, digest, out_dir)
     logger.debug("resolved config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    metrics, per_class, n_images, device = evaluate(cfg, groups, run_name)
+    invalid_labels = InvalidLabelCounter()  # allow_invalid_labels=true: what was left out, for the record
+    metrics, per_class, n_images, device, model_info = evaluate(cfg, groups, run_name, [invalid_labels])
     record = ResultRecord(
         experiment=cfg.experiment_name,
         run=run_name,
@@ -55,7 +57,11 @@ def run(cfg: DictConfig) -> dict | None:
         config=OmegaConf.to_container(cfg, resolve=True),
         config_hash=digest,
         provenance=collect_provenance(
-            device=device, n_images=n_images, wall_time_s=time.perf_counter() - t0, started_at=started
+            device=device,
+            n_images=n_images,
+            wall_time_s=time.perf_counter() - t0,
+            started_at=started,
+            extra={"model": model_info, **invalid_labels.totals()},
         ),
     )
     if not is_main_process():  # under torchrun every rank has the gathered metrics; rank 0 writes them
