@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from cliptrase.datasets.base import default_data_root, default_test_pipeline, get_dataset_class
 
 CONFIG_DIR_ENV = "CLIPTRASE_CONFIG_DIR"
-"""Overrides the directory holding the Hydra config groups (default: ``configs/`` of the repository)."""
+"""Overrides the directory holding the Hydra config groups (default: the package's ``configs``)."""
+_PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""``cliptrase/configs``: in a checkout a symlink to the repository's ``configs/`` (the one source), in an
+installed wheel a copy shipped as package data (pyproject ``package-data``)."""
 
 REQUIRED_KEYS: tuple[str, ...] = (
     "name", "type", "data_root", "img_dir", "ann_dir", "split", "num_classes", "has_background",
@@ -26,8 +29,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
 
 
 def config_dir() -> Path:
-    """Directory of the Hydra config groups: ``$CLIPTRASE_CONFIG_DIR`` or the repository's ``configs/``."""
-    return Path(os.environ.get(CONFIG_DIR_ENV, Path(__file__).resolve().parents[2] / "configs"))
+    """Directory of the Hydra config groups: ``$CLIPTRASE_CONFIG_DIR`` or the package's ``configs``."""
+    return Path(os.environ.get(CONFIG_DIR_ENV, _PACKAGE_CONFIGS))
 
 
 def dataset_config_dir() -> Path:
