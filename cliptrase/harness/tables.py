@@ -12,13 +12,10 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal
 
-from cliptrase.errors import DataError
-from cliptrase.evaluation.failures import load_failures
 from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
 from cliptrase.evaluation.results import atomic_write_text, load_records
 from cliptrase.evaluation.stats import SCORERS
 from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
-from cliptrase.utils.locks import held, tables_lock
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +45,9 @@ def write_tables(
         published: ``{row label: {dataset: value}}`` to add published and Δ rows, :data:`BUILTIN`, or None.
         published_models: model slugs whose rows the built-in published numbers apply to.
 
-    The experiment's table lock is held throughout (:mod:`cliptrase.utils.locks`), so jobs finishing
-    together rewrite the tables one after the other, each from every record on disk; failed sweep cells
-    (``failed.json``) show as ``failed``.
-
     Raises:
         FileNotFoundError: ``experiment_dir`` does not exist.
-        ValueError: no complete or failed record there, or an unknown metric.
+        ValueError: no complete records there, or an unknown metric.
         OSError: the output folder cannot be created or written.
     """
     hint = f"`cliptrase-eval -m experiment={experiment_dir.name}`"
@@ -62,34 +55,35 @@ def write_tables(
         raise FileNotFoundError(
             f"results directory {experiment_dir} does not exist; results are written there by {hint}"
         )
-    with held(tables_lock(experiment_dir), f"the tables of {experiment_dir}"):
-        records, failures = load_records(experiment_dir), load_failures(experiment_dir)
-        if not records and not failures:
-            raise DataError(f"no complete results under {experiment_dir}; produce them with {hint}")
-        if published == BUILTIN:
-            published = _builtin_published({r.row for r in records}, metric, published_models)
-        tables = build_tables(records, metric, published=published, failures=failures)
-        out = out_dir or experiment_dir
-        _make_out_dir(out)
-        if len(tables) > 1:
-            logger.warning(
-                "results use %d metric definitions, which are not comparable; writing one table each",
-                len(tables),
-            )
-        stems = ["table" if len(tables) == 1 else f"table_{t.metric_definition}" for t in tables]
-        written = [_write_table(t, out, stem) for t, stem in zip(tables, stems)]
-        remove_stale_tables(out, stems)
-        return written
+    records = load_records(experiment_dir)
+    if not records:
+        raise ValueError(f"no complete results under {experiment_dir}; produce them with {hint}")
+    if published == BUILTIN:
+        published = _builtin_published({r.row for r in records}, metric, published_models)
+    tables = build_tables(records, metric, published=published)
+    out = out_dir or experiment_dir
+    _make_out_dir(out)
+    if len(tables) > 1:
+        logger.warning(
+            "results use %d metric definitions, which are not comparable; writing one table each", len(tables)
+        )
+    stems = ["table" if len(tables) == 1 else f"table_{t.metric_definition}" for t in tables]
+    before = {stem: _read_text(out / f"{stem}.md") for stem in stems}
+    written = [_write_table(t, out, stem) for t, stem in zip(tables, stems)]
+    changed = [stem for stem in stems if before[stem] != _read_text(out / f"{stem}.md")]
+    remove_stale_tables(out, stems, changed=changed)
+    return written
 
 
-def remove_stale_tables(out_dir: Path, stems: Collection[str]) -> list[Path]:
+def remove_stale_tables(out_dir: Path, stems: Collection[str], *, changed: Collection[str]) -> list[Path]:
     """Delete tables that no longer describe the records: ``table.*`` once a second metric definition
-    splits the table, ``table_<definition>.*`` once one is left (or its definition is gone), and every
-    interval table (``*_ci.{md,csv}``, rewritten by ``cliptrase-table --ci`` after the tables)."""
+    splits the table, ``table_<definition>.*`` once one is left (or its definition is gone), and the
+    interval table (``<stem>_ci.{md,csv}``, written by ``cliptrase-table --ci``) of every table that is gone
+    or whose content ``changed``."""
     candidates = {"table", *(f"table_{definition}" for definition in SCORERS), *stems}
     removed = []
     for stem in sorted(candidates):
-        names = [f"{stem}_ci.md", f"{stem}_ci.csv"]
+        names = [f"{stem}_ci.md", f"{stem}_ci.csv"] if stem not in stems or stem in changed else []
         if stem not in stems:
             names += [f"{stem}.{ext}" for ext in TABLE_EXTENSIONS]
         for path in (out_dir / name for name in names):
@@ -99,6 +93,10 @@ def remove_stale_tables(out_dir: Path, stems: Collection[str]) -> list[Path]:
     if removed:
         logger.info("removed stale tables: %s", ", ".join(p.name for p in removed))
     return removed
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def _builtin_published(
