@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from helpers.config import compose_eval
 from omegaconf import OmegaConf
 from PIL import Image
@@ -72,5 +73,57 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and bool(torch.equal(a, b))
 
 
+SWITCHES = (
+    "attention",
+    "cluster",
+    "denoise",
+    "vote",
+    "correlation",
+    "correlation_block",
+    "median_size",
+    "upsample_ratio",
+    "eps",
+    "min_samples",
+)
+"""The switches of configs/method/cliptrase.yaml that README's ablation list names."""
+FACTORS = ({"upsample_ratio", "median_size"},)
+"""Switches changed together as one factor: the median window follows the upsampling ratio as
+2 * ratio - 1 (x4 -> 7 in docs/method.md §3, x2 -> 3)."""
+
+
+def _yaml(*parts: str) -> dict:
+    return yaml.safe_load(Path(CONFIG_DIR, *parts).read_text())
+
+
+def _swept(experiment: str) -> dict[str, str]:
+    return _yaml("experiment", f"{experiment}.yaml")["hydra"]["sweeper"]["params"]
+
+
+def _changed_switches(name: str) -> set[str]:
+    """The keys a ``method=cliptrase_*`` file sets besides its name (it extends cliptrase.yaml)."""
+    own = _yaml("method", f"{name}.yaml")
+    assert own["defaults"][0] == "cliptrase", f"{name}.yaml must extend cliptrase.yaml"
+    base = _yaml("method", "cliptrase.yaml")
+    return {k for k, v in own.items() if k not in ("defaults", "name") and base.get(k) != v}
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_file_changes_one_factor(name):
+    changed = _changed_switches(name)
+    one_factor = len(changed) == 1 or changed in FACTORS
+    assert one_factor and changed <= set(SWITCHES), f"{name}.yaml changes {sorted(changed)}"
+
+
 def test_every_switch_has_an_ablation():
-    assert len(ABLATIONS) >= 9
+    """Each switch is changed by a method file of the ablation sweep, or swept by an experiment file."""
+    sweep = _swept("cliptrase_ablation")["method"].split(",")
+    assert sorted(sweep) == sorted(["cliptrase", *ABLATIONS]), "cliptrase_ablation must sweep every file"
+    by_file = {switch for name in ABLATIONS for switch in _changed_switches(name)}
+    by_sweep = {
+        key.removeprefix("method.")
+        for path in Path(CONFIG_DIR, "experiment").glob("cliptrase_*.yaml")
+        for key in _swept(path.stem)
+        if key.startswith("method.")
+    }
+    missing = set(SWITCHES) - by_file - by_sweep
+    assert not missing, f"no ablation for method.{sorted(missing)}"
