@@ -12,10 +12,13 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal
 
+from cliptrase.errors import DataError
+from cliptrase.evaluation.failures import load_failures
 from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
 from cliptrase.evaluation.results import atomic_write_text, load_records
 from cliptrase.evaluation.stats import SCORERS
 from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+from cliptrase.utils.locks import held, tables_lock
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +48,13 @@ def write_tables(
         published: ``{row label: {dataset: value}}`` to add published and Δ rows, :data:`BUILTIN`, or None.
         published_models: model slugs whose rows the built-in published numbers apply to.
 
+    The experiment's table lock is held throughout (:mod:`cliptrase.utils.locks`), so jobs finishing
+    together rewrite the tables one after the other, each from every record on disk; failed sweep cells
+    (``failed.json``) show as ``failed``.
+
     Raises:
         FileNotFoundError: ``experiment_dir`` does not exist.
-        ValueError: no complete records there, or an unknown metric.
+        ValueError: no complete or failed record there, or an unknown metric.
         OSError: the output folder cannot be created or written.
     """
     hint = f"`cliptrase-eval -m experiment={experiment_dir.name}`"
@@ -55,24 +62,26 @@ def write_tables(
         raise FileNotFoundError(
             f"results directory {experiment_dir} does not exist; results are written there by {hint}"
         )
-    records = load_records(experiment_dir)
-    if not records:
-        raise ValueError(f"no complete results under {experiment_dir}; produce them with {hint}")
-    if published == BUILTIN:
-        published = _builtin_published({r.row for r in records}, metric, published_models)
-    tables = build_tables(records, metric, published=published)
-    out = out_dir or experiment_dir
-    _make_out_dir(out)
-    if len(tables) > 1:
-        logger.warning(
-            "results use %d metric definitions, which are not comparable; writing one table each", len(tables)
-        )
-    stems = ["table" if len(tables) == 1 else f"table_{t.metric_definition}" for t in tables]
-    before = {stem: _read_text(out / f"{stem}.md") for stem in stems}
-    written = [_write_table(t, out, stem) for t, stem in zip(tables, stems)]
-    changed = [stem for stem in stems if before[stem] != _read_text(out / f"{stem}.md")]
-    remove_stale_tables(out, stems, changed=changed)
-    return written
+    with held(tables_lock(experiment_dir), f"the tables of {experiment_dir}"):
+        records, failures = load_records(experiment_dir), load_failures(experiment_dir)
+        if not records and not failures:
+            raise DataError(f"no complete results under {experiment_dir}; produce them with {hint}")
+        if published == BUILTIN:
+            published = _builtin_published({r.row for r in records}, metric, published_models)
+        tables = build_tables(records, metric, published=published, failures=failures)
+        out = out_dir or experiment_dir
+        _make_out_dir(out)
+        if len(tables) > 1:
+            logger.warning(
+                "results use %d metric definitions, which are not comparable; writing one table each",
+                len(tables),
+            )
+        stems = ["table" if len(tables) == 1 else f"table_{t.metric_definition}" for t in tables]
+        before = {stem: _read_text(out / f"{stem}.md") for stem in stems}
+        written = [_write_table(t, out, stem) for t, stem in zip(tables, stems)]
+        changed = [stem for stem in stems if before[stem] != _read_text(out / f"{stem}.md")]
+        remove_stale_tables(out, stems, changed=changed)
+        return written
 
 
 def remove_stale_tables(out_dir: Path, stems: Collection[str], *, changed: Collection[str]) -> list[Path]:
