@@ -207,7 +207,7 @@ def test_cli_separates_metric_definitions(tmp_path):
         (
             lambda exp: None,
             [],
-            "does not exist; results are written there by `cliptrase-eval experiment=exp`",
+            "does not exist; results are written there by `cliptrase-eval -m experiment=exp`",
         ),
         (lambda exp: exp.mkdir(), [], "no complete results under"),
         (lambda exp: write_experiment(exp, two_by_three()), ["--metric", "nope"], "no record has metric"),
