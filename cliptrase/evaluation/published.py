@@ -150,18 +150,26 @@ PUBLISHED: dict[str, PublishedRow] = {
 """Row label (with :data:`PUBLISHED_MODEL`) -> dataset -> mIoU: ready for ``build_table(published=...)``."""
 
 
+def _is_subset(extras: str) -> bool:
+    """Whether a label's settings part only limits the images (``max_images=N``)."""
+    return all(item.startswith("max_images=") for item in extras.split(","))
+
+
 def published_for_rows(
     labels: Iterable[str], *, models: Collection[str] = (PUBLISHED_MODEL,)
 ) -> dict[str, PublishedRow]:
     """Published rows for those measured row labels whose method and protocol preset have one.
 
-    Rows of other backbones than ``models`` and ablation rows (a fourth label part listing method
-    overrides) get none: their numbers are not comparable. Pass the model slug of a run in ``models`` to
+    Rows of other backbones than ``models`` and ablation rows (a fourth label part listing changed
+    settings) get none: their numbers are not comparable; a fourth part that only says ``max_images=N``
+    (a smoke run) keeps the published row. Pass the model slug of a run in ``models`` to
     compare it anyway (``reproduce`` does, for a weights file standing in for ViT-B/16).
     """
     matched = {}
     for label in labels:
         parts = label.split(_LABEL_SEP)
+        if len(parts) == _ROW_PARTS + 1 and _is_subset(parts[-1]):
+            parts = parts[:_ROW_PARTS]  # a smoke run on the first N images: still that setting
         if len(parts) != _ROW_PARTS:
             continue
         method, model, protocol = parts

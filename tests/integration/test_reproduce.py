@@ -22,6 +22,7 @@ from PIL import Image
 from cliptrase.cli import reproduce
 from cliptrase.datasets import download
 from cliptrase.evaluation.published import PAPER_README, PUBLISHED, published_for_rows
+from cliptrase.harness.identity import weights_digest
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +108,7 @@ def test_reproduce_paper_voc20_end_to_end_then_skips_everything(voc_server, gold
     assert (root / VOC_ROOT / "ImageSets/Segmentation/val.txt").is_file()  # prepared copy
     experiment = results / "paper_table"
     table = (experiment / "table.md").read_text()
-    row = "cliptrase \\| weights_file:tiny_clip_openai_seed0 \\| paper224"
+    row = f"cliptrase \\| weights_file:{weights_digest(golden_weights)} \\| paper224 \\| max_images=2"
     lines = {
         line.split(" | ")[0].removeprefix("| "): line for line in table.splitlines() if line.startswith("| ")
     }
@@ -174,9 +175,11 @@ def test_published_numbers_key_the_tables():
         "cliptrase | vit_b16_openai | paper224 | eps=0.5",  # an ablation
         "maskclip | vit_b16_openai | paper224",  # nothing published
         "cliptrase | weights_file:tiny | paper336",
+        "cliptrase | vit_b16_openai | paper336 | max_images=50",  # a smoke run of a published setting
     ]
-    assert set(published_for_rows(labels)) == {labels[0]}
+    assert set(published_for_rows(labels)) == {labels[0], labels[5]}
     assert set(published_for_rows(labels, models={"vit_b16_openai", "weights_file:tiny"})) == {
         labels[0],
         labels[4],
+        labels[5],
     }
