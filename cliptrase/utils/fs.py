@@ -7,6 +7,7 @@ never a mix, and a failed write leaves no partial file behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from cliptrase.errors import OutputError
 
+_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+"""errno values of a write the user fixes with space or another folder (not a missing source file)."""
 _NEW_FILE_MODE = 0o666  # the umask decides, as for any new file (tempfile would force 0o600)
 
 
@@ -32,7 +35,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The rename (``os.replace``) is atomic on POSIX and Windows. The folder must exist.
 
     Raises:
-        OutputError: the folder is not writable (a ``PermissionError``); the message names it.
+        OutputError: the folder is not writable (a ``PermissionError``), or the write failed for want of
+            space (disk full, quota, file-size limit, read-only or failing disk); the message names the file.
     """
     path = Path(path)
     tmp = _temp_name(path)
@@ -45,6 +49,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno not in _WRITE_FAILURES or isinstance(err, OutputError):
+            raise
+        raise OutputError(
+            f"cannot write {path} ({err.strerror}); the previous file, if any, is kept: free space or "
+            "choose another folder, then re-run"
+        ) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
