@@ -8,7 +8,7 @@ baseline row with paired intervals, per-class IoU charts, the qualitative grid o
 and the grid alone as ``qualitative.png`` and ``qualitative.pdf``. The baseline is ``--baseline`` (a full
 row label or one of its ``|`` fields, e.g. ``clip``), else the first row of each table. The grid needs
 runs made with ``save_predictions=K``; the report names the runs that saved none. Exit status 0 on
-success, 2 on bad input, reported as one log line.
+success, 2 on bad input, reported as one log line (:mod:`cliptrase.errors`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from cliptrase.errors import ConfigError, DataError, ExitCode, call_guarded
 from cliptrase.evaluation.qualitative import DEFAULT_IMAGES, collect_grids, grid_figure
 from cliptrase.evaluation.report import REPORT_FILE, ReportInputs, render_report
 from cliptrase.evaluation.results import atomic_write_bytes, atomic_write_text, load_records
@@ -27,8 +28,6 @@ from cliptrase.evaluation.tables import build_tables
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
 QUALITATIVE_STEM = "qualitative"
 
 
@@ -62,50 +61,39 @@ def _analyses(records: list, exp_dir: Path, args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build and write the report; returns the exit status."""
+    """Build and write the report; returns the exit status (user errors go to the error boundary)."""
     exp_dir: Path = args.experiment_dir
-    try:
-        records = load_records(exp_dir)
-        if not records:
-            logger.error(
-                "no complete results under %s; produce them with `cliptrase-eval -m experiment=%s ...`",
-                exp_dir,
-                exp_dir.name,
-            )
-            return EXIT_BAD_INPUT
-        stems = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else None
-        qualitative = collect_grids(records, exp_dir, stems=stems, k=args.num_images)
-        grid = grid_figure(qualitative.grids) if qualitative.grids else None
-        if grid is not None:
-            for fmt, data in grid.items():
-                atomic_write_bytes(exp_dir / f"{QUALITATIVE_STEM}.{fmt}", data)
-        page = render_report(
-            ReportInputs(
-                experiment=exp_dir.name,
-                analyses=_analyses(records, exp_dir, args),
-                qualitative=qualitative,
-                grid_png=None if grid is None else grid["png"],
-                n_resamples=args.resamples,
-                seed=args.seed,
-            )
-        )
-        atomic_write_text(exp_dir / REPORT_FILE, page)
-    except (ValueError, OSError) as err:
-        logger.error("%s", err)
-        return EXIT_BAD_INPUT
-    logger.info(
-        "wrote %s%s",
-        exp_dir / REPORT_FILE,
-        f" and {QUALITATIVE_STEM}.{{png,pdf}}" if grid is not None else "",
+    if args.num_images < 1:
+        raise ConfigError(f"--num-images must be at least 1, got {args.num_images}")
+    records = load_records(exp_dir)
+    if not records:
+        hint = f"`cliptrase-eval -m experiment={exp_dir.name}`"
+        raise DataError(f"no complete results under {exp_dir}; produce them with {hint}")
+    stems = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else None
+    qualitative = collect_grids(records, exp_dir, stems=stems, k=args.num_images)
+    grid = grid_figure(qualitative.grids) if qualitative.grids else None
+    if grid is not None:
+        for fmt, data in grid.items():
+            atomic_write_bytes(exp_dir / f"{QUALITATIVE_STEM}.{fmt}", data)
+    inputs = ReportInputs(
+        experiment=exp_dir.name,
+        analyses=_analyses(records, exp_dir, args),
+        qualitative=qualitative,
+        grid_png=None if grid is None else grid["png"],
+        n_resamples=args.resamples,
+        seed=args.seed,
     )
-    return EXIT_OK
+    atomic_write_text(exp_dir / REPORT_FILE, render_report(inputs))
+    extra = f" and {QUALITATIVE_STEM}.{{png,pdf}}" if grid is not None else ""
+    logger.info("wrote %s%s", exp_dir / REPORT_FILE, extra)
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cliptrase-report``; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    return call_guarded(run, args)
 
 
 if __name__ == "__main__":
