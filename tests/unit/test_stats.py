@@ -173,3 +173,16 @@ def test_per_image_round_trip_and_stale_file(tmp_path):
     assert load_per_image(tmp_path, record) is None  # made by another config: not used
     (tmp_path / record.run / PER_IMAGE_FILE).write_bytes(b"not a zip")
     assert load_per_image(tmp_path, record) is None
+
+
+def test_table_cli_statistics_and_refusal(tmp_path, caplog):
+    """cliptrase-table --ci --baseline writes the files; --compare on other images exits 2 in one line."""
+    from cliptrase.cli import table as table_cli
+
+    matrices = random_matrices(np.random.default_rng(12), 12)
+    write_run(tmp_path, CLIP, "demo", matrices)
+    write_run(tmp_path, OURS, "demo", matrices[:6])
+    assert table_cli.main([str(tmp_path), "--ci", "--resamples", "50"]) == 0
+    assert (tmp_path / "table_ci.md").is_file()
+    assert table_cli.main([str(tmp_path), "--compare", "cliptrase", "clip", "--resamples", "50"]) == 2
+    assert "were evaluated on different images on demo" in caplog.text
