@@ -30,6 +30,7 @@ def test_the_same_job_twice_at_once_computes_once(ws: Workspace, voc: Path):
     assert sum("complete result" in r.output for r in results) == 1  # exactly one reused the other's
 
 
+@pytest.mark.slow
 def test_different_jobs_of_one_experiment_in_parallel(ws: Workspace, voc: Path):
     procs = [ws.popen("cliptrase-eval", *eval_args(f"method.eps={eps}")) for eps in (0.6, 0.8)]
     for proc in procs:

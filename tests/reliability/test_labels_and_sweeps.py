@@ -55,14 +55,11 @@ def test_sweep_records_failed_cells_runs_the_others_and_retries_only_those(ws: W
     assert all(any(p.iterdir()) for p in runs)  # no empty run folder
 
     kept = {p: p.stat().st_mtime_ns for p in done}
-    second = _sweep(ws)
-    second.assert_user_error("1 of 3 cells failed")
-    assert {p: p.stat().st_mtime_ns for p in done} == kept  # complete cells are not recomputed
-    assert "skip" in second.output
-
     write_context59(ws.data / "VOCdevkit" / "VOC2010")
-    third = _sweep(ws)
-    third.assert_ok()
+    second = _sweep(ws)
+    second.assert_ok()
+    assert {p: p.stat().st_mtime_ns for p in done} == kept  # complete cells are not recomputed
+    assert second.output.count("skip ") == 2
     assert len(ws.records("sweep")) == 3
     assert not list((ws.results / "sweep").glob("*/failed.json"))
     assert "failed" not in (ws.results / "sweep" / "table.md").read_text()
