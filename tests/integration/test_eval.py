@@ -101,6 +101,9 @@ def test_harness_reproduces_golden_metrics(name, tmp_path):
             f"paths.results_dir={tmp_path / 'results'}",
             "experiment_name=golden",
             "batch_size=2",
+            # The synthetic VOC21 scenes hold an out-of-range label (254) on purpose: scored as the
+            # authors' script scores it (left out), and counted in the record.
+            "allow_invalid_labels=true",
         ]
     )
     metrics = run(cfg)
@@ -111,6 +114,8 @@ def test_harness_reproduces_golden_metrics(name, tmp_path):
     record = json.loads(records[0].read_text())
     assert record["metric_definition"] == "paper_scores"
     assert record["provenance"]["n_images"] == case["n_images"]
+    out_of_range = sum(int((arrays[f"{i}/gt"] == 254).sum()) for i in range(case["n_images"]))
+    assert record["provenance"]["invalid_label_pixels"] == out_of_range
 
 
 def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
