@@ -37,6 +37,7 @@ def composed(overrides: list[str]):
         ("device=cuda:x", "device", "auto, cpu, cuda, cuda:<index>"),
         ("precision=fp8", "precision", "fp32, bf16, fp16"),
         ("compile=maybe", "compile", "true, false"),
+        ("allow_invalid_labels=1", "allow_invalid_labels", "true, false"),
         ("results.resume=2", "results.resume", "true, false"),
         ("+results.overwrit=true", "results.overwrit", "keys resume, overwrite"),
         ("experiment_name=a/b", "experiment_name", "a folder name"),
@@ -105,6 +106,7 @@ def test_valid_knobs_pass(tmp_path: Path):
                 "num_workers=0",
                 "device=cuda:1",
                 "precision=bf16",
+                "allow_invalid_labels=true",
                 f"paths.results_dir={tmp_path}",
             ]
         )
