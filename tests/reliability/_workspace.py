@@ -119,12 +119,13 @@ class Workspace:
             cwd=self.root,
         )
 
-    def run(self, script: str, *args: str) -> Result:
+    def run(self, script: str, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Run ``script`` to its end; ``env`` adds variables to the workspace's environment."""
         proc = subprocess.run(
             command(script, *args),
             capture_output=True,
             text=True,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.root,
             timeout=TIMEOUT_S,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _workspace import VOC_SUBDIR, WEIGHTS, Workspace
+from _workspace import VOC_SUBDIR, WEIGHTS, Workspace, eval_args
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +101,9 @@ def test_reproduce_checks_exactly_what_data_check_checks(ws: Workspace, voc: Pat
     reproduce.assert_user_error("check: failed: voc21: [count] 3 images listed, expected 1449")
     assert "download: skipped" in reproduce.output and not list(ws.results.rglob("metrics.json"))
     ws.run("cliptrase", "data", "check", "voc21", "--subset").assert_ok()
+
+
+@pytest.mark.parametrize("switch", ["CLIPTRASE_DEBUG", "HYDRA_FULL_ERROR"])
+def test_debug_switch_shows_the_traceback(ws: Workspace, voc: Path, switch: str):
+    result = ws.run("cliptrase-eval", *eval_args("method.eps=-1"), env={switch: "1"})
+    assert result.returncode != 0 and "Traceback" in result.output and "method.eps" in result.output
