@@ -93,5 +93,3 @@ def load_failures(experiment_dir: Path) -> list[FailedRecord]:
         if record is not None:
             found.append(record)
     return found
-
-

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from cliptrase.errors import OutputError
+
 logger = logging.getLogger(__name__)
 
 LOCK_DIR = ".locks"
@@ -26,7 +28,13 @@ _POLL_S = 0.5
 
 
 def _lock(path: Path) -> FileLock:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"cannot create the lock folder {path.parent} ({err.strerror}); the results directory must be "
+            "writable: fix its permissions or set paths.results_dir=<writable dir>"
+        ) from None
     return FileLock(str(path))
 
 
