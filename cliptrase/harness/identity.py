@@ -29,9 +29,12 @@ HASH_EXCLUDE = (
 
 
 def config_hash_of(cfg: DictConfig) -> str:
-    """Hash of everything that changes the numbers (the data root does not: the same data moves)."""
+    """Hash of everything that changes the numbers (not the data root or weights cache: the files move)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     container["dataset"].pop("data_root", None)
+    container["model"].pop("cache_dir", None)  # where weights are cached is not what they are
+    if container["model"].get("quick_gelu") is None:  # the default (as trained): hashes as before the key
+        container["model"].pop("quick_gelu", None)
     return config_hash(container, exclude=HASH_EXCLUDE)
 
 

@@ -1,6 +1,6 @@
 """Text classifier: class names x prompt templates -> one L2-normalised embedding per class.
 
-method.md §3.1: per class, encode every template, L2-normalise each embedding, average over templates,
+docs/method.md §3.1: per class, encode every template, L2-normalise each embedding, average over templates,
 L2-normalise. Foreground names come first, background names after (§3.1, ``:114-120``).
 
 Speed without changing the numbers: prompts of many classes are encoded in one batch, and each batch is
@@ -95,7 +95,7 @@ def build_text_classifier(
     batch_prompts: int = 2560,
     truncate: bool = True,
 ) -> Tensor:
-    """Classifier rows for ``names`` (method.md §3.1).
+    """Classifier rows for ``names`` (docs/method.md §3.1).
 
     Args:
         model: open_clip CLIP.
