@@ -12,10 +12,17 @@ from typing import ClassVar
 from mmseg.datasets import ADE20KDataset
 
 from cliptrase.datasets.base import OVSSDataset, make_palette, register_dataset
+from cliptrase.datasets.download.catalogue import MB
 from cliptrase.datasets.vocab import read_paper_names
 
 
-@register_dataset
+@register_dataset(
+    sources=("ade20k150",),
+    converter="cliptrase.datasets.prepare.ade:prepare_ade150",
+    column=7,
+    standard=True,
+    paper=7,
+)
 class ADE150Dataset(OVSSDataset, ADE20KDataset):
     """mmseg's ``ADE20KDataset``: 150 classes (note ``"bed "``), 0 -> 255 ignored, 1..150 -> 0..149."""
 
@@ -31,7 +38,14 @@ class ADE150Dataset(OVSSDataset, ADE20KDataset):
 _ADE847_NAMES = tuple(read_paper_names("ADEfull"))
 
 
-@register_dataset
+@register_dataset(
+    sources=("ade20k_full",),
+    prepared_bytes=600 * MB,
+    converter="cliptrase.datasets.prepare.ade847:prepare_ade847",
+    converter_options=frozenset({"id_map"}),
+    column=9,
+    paper=8,
+)
 class ADE847Dataset(OVSSDataset):
     """ADE20K-full, 847 classes in MaskFormer trainId order; ids >= 255 are real classes, 65535 ignored.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from mmengine.registry import DefaultScope
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 
+from cliptrase.datasets.spec import DatasetSpec, add_spec, remove_spec
 from cliptrase.errors import DataError
 from cliptrase.registry import DATASETS, TRANSFORMS
 
@@ -47,20 +49,40 @@ def default_data_root() -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
 
 
-def register_dataset(cls: type[OVSSDataset]) -> type[OVSSDataset]:
-    """Register ``cls`` in ``DATASETS`` under its class name and its config name.
+def register_dataset(
+    cls: type[OVSSDataset] | None = None, /, **facts: Any
+) -> type[OVSSDataset] | Callable[[type[OVSSDataset]], type[OVSSDataset]]:
+    """Register a dataset class and its :class:`~cliptrase.datasets.spec.DatasetSpec`.
 
-    Both names resolve, so a config may say ``type: VOC21Dataset`` or ``type: voc21``; the config name is
-    also the key of :data:`DATASET_CLASSES`, which the CLI and the tests enumerate.
+    ``@register_dataset`` registers a class with no downloads, converter or table column;
+    ``@register_dataset(sources=..., converter=..., column=...)`` adds those facts (the keyword arguments of
+    ``DatasetSpec`` after ``name`` and ``dataset_class``). The class goes into ``DATASETS`` under its class
+    name and its config name, so a config may say ``type: VOC21Dataset`` or ``type: voc21``; the config name
+    is also the key of :data:`DATASET_CLASSES` and of the spec registry, which the CLI, the catalogue,
+    reproduce, the tables and the tests enumerate.
     """
-    name = cls.CONFIG_NAME
-    if not name:
-        raise ValueError(f"{cls.__name__} must set CONFIG_NAME before it is registered")
-    if name in DATASET_CLASSES:
-        raise KeyError(f"dataset {name!r} is already registered by {DATASET_CLASSES[name].__name__}")
-    DATASETS.register_module(name=[cls.__name__, name], module=cls)
-    DATASET_CLASSES[name] = cls
-    return cls
+
+    def register(dataset_cls: type[OVSSDataset]) -> type[OVSSDataset]:
+        name = dataset_cls.CONFIG_NAME
+        if not name:
+            raise ValueError(f"{dataset_cls.__name__} must set CONFIG_NAME before it is registered")
+        if name in DATASET_CLASSES:
+            raise KeyError(f"dataset {name!r} is already registered by {DATASET_CLASSES[name].__name__}")
+        spec = DatasetSpec(name=name, dataset_class=dataset_cls, **facts)
+        DATASETS.register_module(name=[dataset_cls.__name__, name], module=dataset_cls)
+        DATASET_CLASSES[name] = dataset_cls
+        add_spec(spec)
+        return dataset_cls
+
+    return register if cls is None else register(cls)
+
+
+def unregister_dataset(name: str) -> None:
+    """Undo :func:`register_dataset` for config name ``name`` (a dataset defined for a while: a test's)."""
+    cls = DATASET_CLASSES.pop(name)
+    remove_spec(name)
+    for key in (name, cls.__name__):
+        DATASETS.module_dict.pop(key, None)
 
 
 def get_dataset_class(name: str) -> type[OVSSDataset]:

@@ -8,9 +8,16 @@ from __future__ import annotations
 from mmseg.datasets import CityscapesDataset
 
 from cliptrase.datasets.base import OVSSDataset, register_dataset
+from cliptrase.datasets.download.catalogue import MB
 
 
-@register_dataset
+@register_dataset(
+    sources=("cityscapes",),
+    prepared_bytes=30 * MB,
+    converter="cliptrase.datasets.prepare.cityscapes:prepare_cityscapes",
+    column=6,
+    standard=True,
+)
 class Cityscapes19Dataset(OVSSDataset, CityscapesDataset):
     """mmseg's ``CityscapesDataset``: images found by a recursive scan of ``leftImg8bit/val/<city>/``.
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 from mmseg.datasets import COCOStuffDataset
 
 from cliptrase.datasets.base import OVSSDataset, register_dataset
+from cliptrase.datasets.download.catalogue import MB
 
 NUM_THINGS = 80
 """The first 80 of the 171 COCO-Stuff classes are the things, in COCO id order."""
@@ -26,7 +27,14 @@ class _COCOFacts(OVSSDataset):
     EXPECTED_VAL_IMAGES = 5000
 
 
-@register_dataset
+@register_dataset(
+    sources=("coco_stuff164k",),
+    prepared_bytes=120 * MB,
+    converter="cliptrase.datasets.prepare.coco:prepare_coco_stuff171",
+    column=5,
+    standard=True,
+    paper=3,
+)
 class COCOStuff171Dataset(_COCOFacts, COCOStuffDataset):
     """mmseg's ``COCOStuffDataset`` (164k variant): 171 classes, 255 ignored, no reduce_zero_label."""
 
@@ -35,7 +43,16 @@ class COCOStuff171Dataset(_COCOFacts, COCOStuffDataset):
     METAINFO = COCOStuffDataset.METAINFO
 
 
-@register_dataset
+@register_dataset(
+    sources=("coco_stuff164k",),
+    prepared_bytes=120 * MB,
+    converter="cliptrase.datasets.prepare.coco:prepare_coco_object",
+    column=2,
+    standard=True,
+    paper=2,
+    # The authors score COCO-Object on the 171-class maps (protocols/paper.py PAPER_GT): prepare both.
+    paper_prepare_also=("coco_stuff171",),
+)
 class COCOObjectDataset(_COCOFacts):
     """81 classes: ``background`` + the 80 things, as SCLIP's ``COCOObjectDataset``."""
 

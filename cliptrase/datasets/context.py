@@ -12,7 +12,11 @@ from typing import ClassVar
 from mmseg.datasets import PascalContextDataset, PascalContextDataset59
 
 from cliptrase.datasets.base import OVSSDataset, make_palette, register_dataset
+from cliptrase.datasets.download.catalogue import MB
 from cliptrase.datasets.vocab import read_paper_names
+
+_SOURCES = ("voc2010", "pascal_context")  # VOC2010 images + trainval_merged.json
+_PREPARE = "cliptrase.datasets.prepare.context:prepare_context"
 
 
 class _ContextFacts(OVSSDataset):
@@ -25,7 +29,9 @@ class _ContextFacts(OVSSDataset):
     EXPECTED_VAL_IMAGES = 5105
 
 
-@register_dataset
+@register_dataset(
+    sources=_SOURCES, prepared_bytes=60 * MB, converter=_PREPARE, column=1, standard=True, paper=5
+)
 class Context60Dataset(_ContextFacts, PascalContextDataset):
     """mmseg's ``PascalContextDataset``: 60 classes, every pixel labelled, background = 0."""
 
@@ -34,7 +40,9 @@ class Context60Dataset(_ContextFacts, PascalContextDataset):
     METAINFO = PascalContextDataset.METAINFO
 
 
-@register_dataset
+@register_dataset(
+    sources=_SOURCES, prepared_bytes=60 * MB, converter=_PREPARE, column=4, standard=True, paper=4
+)
 class Context59Dataset(_ContextFacts, PascalContextDataset59):
     """mmseg's ``PascalContextDataset59``: background 0 -> 255 (ignored), 1..59 -> 0..58."""
 
@@ -46,7 +54,13 @@ class Context59Dataset(_ContextFacts, PascalContextDataset59):
 _PC459_NAMES = tuple(read_paper_names("PC459"))
 
 
-@register_dataset
+@register_dataset(
+    sources=(*_SOURCES, "pascal_context_full"),
+    prepared_bytes=300 * MB,
+    converter="cliptrase.datasets.prepare.context459:prepare_context459",
+    column=8,
+    paper=6,
+)
 class Context459Dataset(_ContextFacts):
     """Full PASCAL Context vocabulary: ``LabelMap - 1`` as uint16 ``.tif``, 65535 ignored.
 

@@ -144,7 +144,13 @@ def ensure_demo_dataset(root: str | os.PathLike[str] | None = None) -> Path:
     return root
 
 
-@register_dataset
+def prepare_demo(raw: Path | None, out: Path | None, *, workers: int) -> Path:
+    """The demo needs no download: generate it at ``out`` (``None``: the cache it is read from by default)."""
+    del raw, workers  # the converters' signature; nothing to read, nothing to parallelise
+    return ensure_demo_dataset(out)
+
+
+@register_dataset(converter=prepare_demo, needs_raw=False, column=10)
 class DemoDataset(OVSSDataset):
     """The synthetic demo benchmark; ``data_root=None`` means the cache, generated on first use."""
 

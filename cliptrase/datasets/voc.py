@@ -23,7 +23,13 @@ class _VOCFacts(OVSSDataset):
     EXPECTED_VAL_IMAGES = 1449
 
 
-@register_dataset
+@register_dataset(
+    sources=("voc2012",),
+    converter="cliptrase.datasets.prepare.voc:prepare_voc",
+    column=0,
+    standard=True,
+    paper=1,
+)
 class VOC21Dataset(_VOCFacts, PascalVOCDataset):
     """mmseg's ``PascalVOCDataset`` unchanged: 21 classes, background 0, void 255 ignored."""
 
@@ -32,7 +38,13 @@ class VOC21Dataset(_VOCFacts, PascalVOCDataset):
     METAINFO = PascalVOCDataset.METAINFO
 
 
-@register_dataset
+@register_dataset(
+    sources=("voc2012",),
+    converter="cliptrase.datasets.prepare.voc:prepare_voc",
+    column=3,
+    standard=True,
+    paper=0,
+)
 class VOC20Dataset(_VOCFacts):
     """The same files with ``reduce_zero_label``: background and void become 255, classes 1..20 -> 0..19.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cliptrase.evaluation.comparisons import latest_records
 from cliptrase.evaluation.results import ResultRecord
-from cliptrase.evaluation.tables import DATASET_ORDER
+from cliptrase.evaluation.tables import column_order
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def collect_grids(
             len(without),
             ", ".join(without),
         )
-    order = sorted(by_column, key=lambda c: (DATASET_ORDER.index(c) if c in DATASET_ORDER else 99, c))
+    known = column_order()
+    order = sorted(by_column, key=lambda c: (known.index(c) if c in known else 99, c))
     grids = tuple(_grid(column, by_column[column], stems, k) for column in order)
     return Qualitative(tuple(g for g in grids if g.stems), tuple(without))
 

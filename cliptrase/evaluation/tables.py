@@ -24,21 +24,34 @@ from cliptrase.evaluation.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-STANDARD_BENCHMARKS: tuple[str, ...] = (
-    "voc21",
-    "context60",
-    "coco_object",
-    "voc20",
-    "context59",
-    "coco_stuff171",
-    "cityscapes",
-    "ade150",
-)
-"""The field's 8 standard-protocol benchmarks, in the order its tables list them (docs/protocols.md §7)."""
+_SPEC_FACTS = ("STANDARD_BENCHMARKS", "DATASET_ORDER")
+"""Column facts read from the dataset specs (``column``, ``standard`` in :mod:`cliptrase.datasets.spec`):
 
-DATASET_ORDER: tuple[str, ...] = (*STANDARD_BENCHMARKS, "context459", "ade847", "demo")
-"""Column order of the field's tables (with-background benchmarks first, then without); unknown datasets
-follow alphabetically."""
+* ``STANDARD_BENCHMARKS`` — the field's 8 standard-protocol benchmarks, in the order its tables list them
+  (docs/protocols.md §7);
+* ``DATASET_ORDER`` — column order of the field's tables (with-background benchmarks first, then without);
+  unknown datasets follow alphabetically.
+
+Both are computed on access (module ``__getattr__``): the specs live next to the dataset classes, whose
+import (mmseg) a table module that is only imported should not pay."""
+
+
+def _spec_facts() -> dict[str, tuple[str, ...]]:
+    from cliptrase.datasets.spec import standard_benchmarks, table_order  # imports the dataset modules
+
+    return {"STANDARD_BENCHMARKS": standard_benchmarks(), "DATASET_ORDER": table_order()}
+
+
+def column_order() -> tuple[str, ...]:
+    """``DATASET_ORDER``: the datasets with a table column, in column order (from the dataset specs)."""
+    return _spec_facts()["DATASET_ORDER"]
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    if name in _SPEC_FACTS:
+        return _spec_facts()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 AVG = "Avg"
 MISSING = "—"
@@ -96,8 +109,8 @@ class Table:
     rows: tuple[TableRow, ...]
 
 
-def _column_key(name: str) -> tuple[int, str]:
-    return (DATASET_ORDER.index(name), "") if name in DATASET_ORDER else (len(DATASET_ORDER), name)
+def _column_key(name: str, order: Sequence[str]) -> tuple[int, str]:
+    return (order.index(name), "") if name in order else (len(order), name)
 
 
 def _make_row(
@@ -204,7 +217,10 @@ def build_table(
     for label, _ in sorted(failed):
         grid.setdefault(label, {})
     invalid = {(r.row, r.column) for r in records if r.provenance.get(INVALID_LABELS_KEY)}
-    columns = tuple(sorted({r.column for r in records} | {c for _, c in failed}, key=_column_key))
+    order = column_order()
+    columns = tuple(
+        sorted({r.column for r in records} | {c for _, c in failed}, key=lambda c: _column_key(c, order))
+    )
     rows: list[TableRow] = []
     for label, cells in grid.items():
         measured = dataclasses.replace(

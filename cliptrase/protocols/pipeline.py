@@ -25,12 +25,13 @@ def build_pipeline(dataset_cfg: Any, protocol_cfg: Any, n_foreground: int | None
 
     Args:
         dataset_cfg: the validated ``dataset`` group (``name``, ``paper_key``).
-        protocol_cfg: the validated ``protocol`` group (``kind``, ``image_size``, short sides).
+        protocol_cfg: the validated ``protocol`` group, a :class:`~cliptrase.config.ProtocolConfig`
+            (``kind``, ``image_size``; the short side resolved by ``for_dataset``).
         n_foreground: paper protocol: the background class index the GT rule writes, or ``None``.
     """
     if protocol_cfg.kind == "paper":
         return _paper_pipeline(dataset_cfg.paper_key, protocol_cfg.image_size, n_foreground)
-    short = protocol_cfg.short_side_by_dataset.get(dataset_cfg.name, protocol_cfg.short_side)
+    short = protocol_cfg.for_dataset(dataset_cfg.name).short_side
     resize = dict(type="Resize", scale=(_MAX_LONG_SIDE, short), keep_ratio=True)
     steps = [
         dict(_LOAD_IMAGE_STANDARD),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from cliptrase.datasets.config import config_dir
-from cliptrase.datasets.download import DATASET_SOURCES, ensure_writable
+from cliptrase.datasets.download import DATASET_SOURCES, downloadable_datasets, ensure_writable
 from cliptrase.errors import ConfigError, ExitCode, UnknownNameError, WeightsNotFoundError
 from cliptrase.reproduce.data import plan_disk, prepare_data
 from cliptrase.reproduce.jobs import evaluate_all, experiment_dir_of
@@ -49,7 +49,7 @@ def _validate(opts: Options) -> tuple[TableSpec, Path]:
     spec = TABLES[opts.table]
     unknown = [d for d in opts.datasets if d not in DATASET_SOURCES]
     if unknown:
-        raise UnknownNameError(f"unknown dataset {unknown[0]!r}; valid: {', '.join(sorted(DATASET_SOURCES))}")
+        raise UnknownNameError(f"unknown dataset {unknown[0]!r}; valid: {', '.join(downloadable_datasets())}")
     for group, names in (("method", opts.methods), ("model", [opts.model] if opts.model else [])):
         for name in names:
             if not (config_dir() / group / f"{name}.yaml").is_file():

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cliptrase.datasets.download import FreeBytes
-from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
+from cliptrase.datasets.spec import dataset_specs, paper_benchmarks, standard_benchmarks
 
 READY_DIR = ".cliptrase-ready"
 """Folder under the data root with one marker per dataset whose prepared copy passed ``data check``."""
@@ -25,32 +25,27 @@ class TableSpec:
     extra_prepare: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-TABLES: dict[str, TableSpec] = {
-    "paper": TableSpec(
-        experiment="paper_table",
-        protocols=("paper224", "paper336"),
-        datasets=(
-            "voc20",
-            "voc21",
-            "coco_object",
-            "coco_stuff171",
-            "context59",
-            "context60",
-            "context459",
-            "ade150",
-            "ade847",
+def _tables() -> dict[str, TableSpec]:
+    specs = dataset_specs().values()
+    return {
+        "paper": TableSpec(
+            experiment="paper_table",
+            protocols=("paper224", "paper336"),
+            datasets=paper_benchmarks(),
+            extra_prepare=tuple((s.name, s.paper_prepare_also) for s in specs if s.paper_prepare_also),
         ),
-        # The authors score COCO-Object on the 171-class maps (protocols/paper.py PAPER_GT): prepare both.
-        extra_prepare=(("coco_object", ("coco_stuff171",)),),
-    ),
-    "standard": TableSpec(
-        experiment="standard_table",
-        protocols=("standard",),
-        datasets=STANDARD_BENCHMARKS,
-    ),
-}
+        "standard": TableSpec(
+            experiment="standard_table",
+            protocols=("standard",),
+            datasets=standard_benchmarks(),
+        ),
+    }
+
+
+TABLES: dict[str, TableSpec] = _tables()
 """``paper``: the authors' README table (configs/experiment/paper_table.yaml); ``standard``: the field's
-8-benchmark table (configs/experiment/standard_table.yaml)."""
+8-benchmark table (configs/experiment/standard_table.yaml). Their datasets and what else to prepare come from
+the dataset specs (``paper``, ``standard``, ``paper_prepare_also`` in :mod:`cliptrase.datasets.spec`)."""
 
 
 @dataclass

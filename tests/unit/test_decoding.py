@@ -12,10 +12,11 @@ from pathlib import Path
 import mmcv
 import numpy as np
 import pytest
+from helpers.config import compose_eval
 from mmcv.transforms import LoadImageFromFile
-from omegaconf import OmegaConf
 from PIL import Image
 
+from cliptrase.config import validate
 from cliptrase.datasets.base import LoadAnnotationsU16
 from cliptrase.errors import DataError
 from cliptrase.protocols.paper import preprocess_gt
@@ -94,18 +95,20 @@ def test_exif_orientation_differs_between_the_two_references(tmp_path):
     assert LoadImageAsAuthors()(dict(img_path=str(path)))["img"].shape[:2] == (60, 40)
 
 
-def _protocol(kind: str):
-    if kind == "paper":
-        return OmegaConf.create({"kind": "paper", "image_size": 224})
-    return OmegaConf.create({"kind": "standard", "short_side": 336, "short_side_by_dataset": {}})
-
-
 def test_pipelines_use_the_reference_decoders():
-    dataset = OmegaConf.create({"name": "voc21", "paper_key": "VOC21"})
-    paper, _ = build_pipeline(dataset, _protocol("paper"), 20)
-    standard, _ = build_pipeline(dataset, _protocol("standard"), None)
+    groups = {p: validate(compose_eval(["dataset=voc21", f"protocol={p}"])) for p in ("paper224", "standard")}
+    paper, _ = build_pipeline(groups["paper224"]["dataset"], groups["paper224"]["protocol"], 20)
+    standard, _ = build_pipeline(groups["standard"]["dataset"], groups["standard"]["protocol"], None)
     assert paper[0] == {"type": "LoadImageAsAuthors"}
     assert standard[0] == {"type": "LoadImageFromFile"}  # mmseg's default: cv2 backend, flag "color"
+    assert standard[1]["scale"] == (2048, 336)  # the short side, resolved by ProtocolConfig.for_dataset
+
+
+def test_the_standard_pipeline_reads_the_short_side_of_its_dataset():
+    """``short_side_by_dataset`` applies through ``ProtocolConfig.for_dataset`` (cityscapes: 560)."""
+    groups = validate(compose_eval(["dataset=cityscapes", "protocol=standard"]))
+    steps, _ = build_pipeline(groups["dataset"], groups["protocol"], None)
+    assert steps[1]["scale"] == (2048, groups["protocol"].for_dataset("cityscapes").short_side) == (2048, 560)
 
 
 def _label(shape: tuple[int, int], path: Path, dtype=np.uint8) -> Path:

@@ -43,6 +43,7 @@ from cliptrase.datasets.download.catalogue import (
     downloadable_datasets,
     raw_dir,
     resolve_url,
+    source_table,
     sources_for,
 )
 from cliptrase.datasets.download.disk import (
@@ -101,5 +102,6 @@ __all__ = [
     "raw_dir",
     "required_bytes",
     "resolve_url",
+    "source_table",
     "sources_for",
 ]

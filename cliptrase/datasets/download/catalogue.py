@@ -1,5 +1,6 @@
-"""The catalogue of official downloads: every source, its archives (URLs, sizes, checksums, licence), which
-sources each benchmark needs, and what its converter writes (docs/datasets.md)."""
+"""The catalogue of official downloads: every source and its archives (URLs, sizes, checksums, licence), and
+the views of the dataset specs that say which sources each benchmark needs and what its converter writes
+(docs/datasets.md; the specs: :mod:`cliptrase.datasets.spec`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from cliptrase.datasets.spec import SpecView, dataset_specs
 
 DOWNLOAD_BASE_ENV = "CLIPTRASE_DOWNLOAD_BASE"
 """Replaces the URL prefix before the file name of every public archive (a mirror, or a test server)."""
@@ -274,33 +277,22 @@ SOURCES: dict[str, Source] = {
 }
 """Every official source the benchmarks need, keyed by source name (URLs, sizes, md5s: docs/datasets.md)."""
 
-DATASET_SOURCES: dict[str, tuple[str, ...]] = {
-    "voc20": ("voc2012",),
-    "voc21": ("voc2012",),
-    "context59": ("voc2010", "pascal_context"),
-    "context60": ("voc2010", "pascal_context"),
-    "context459": ("voc2010", "pascal_context", "pascal_context_full"),
-    "coco_object": ("coco_stuff164k",),
-    "coco_stuff171": ("coco_stuff164k",),
-    "ade150": ("ade20k150",),
-    "ade847": ("ade20k_full",),
-    "cityscapes": ("cityscapes",),
-}
-"""Dataset config name -> the sources its converter reads (all sharing one raw folder)."""
+DATASET_SOURCES: Mapping[str, tuple[str, ...]] = SpecView(lambda s: s.source_keys, lambda s: s.downloadable)
+"""Dataset config name -> the keys of the sources its converter reads (all sharing one raw folder): a view
+of each dataset's spec (``register_dataset(sources=...)`` in its module)."""
 
-PREPARED_BYTES: dict[str, int] = {
-    "voc20": 0,  # images and labels are hard-linked from the raw folder
-    "voc21": 0,
-    "context59": 60 * MB,
-    "context60": 60 * MB,
-    "context459": 300 * MB,
-    "coco_object": 120 * MB,
-    "coco_stuff171": 120 * MB,
-    "ade150": 0,
-    "ade847": 600 * MB,
-    "cityscapes": 30 * MB,
-}
-"""Estimated bytes the converter writes into the data root (converted labels; images are hard-linked)."""
+PREPARED_BYTES: Mapping[str, int] = SpecView(lambda s: s.prepared_bytes, lambda s: s.downloadable)
+"""Estimated bytes the converter writes into the data root (converted labels; images are hard-linked): a
+view of each dataset's spec."""
+
+
+def source_table() -> dict[str, Source]:
+    """Every known source by key: :data:`SOURCES` plus the ``Source`` objects a dataset spec declares."""
+    table = dict(SOURCES)
+    for spec in dataset_specs().values():
+        for source in spec.own_sources:
+            table.setdefault(source.key, source)
+    return table
 
 
 def downloadable_datasets() -> list[str]:
@@ -314,11 +306,12 @@ def sources_for(names: Iterable[str], sources: Mapping[str, Source] | None = Non
     Raises:
         KeyError: An unknown dataset name; the message lists the valid ones.
     """
-    table = SOURCES if sources is None else sources
+    table = source_table() if sources is None else sources
     ordered: dict[str, Source] = {}
     for name in names:
         if name not in DATASET_SOURCES:
-            hint = " (the demo is generated locally: nothing to download)" if name == "demo" else ""
+            local = name in dataset_specs() and not dataset_specs()[name].needs_raw
+            hint = f" (the {name} is generated locally: nothing to download)" if local else ""
             raise KeyError(f"unknown dataset {name!r}{hint}; valid: {', '.join(downloadable_datasets())}")
         for key in DATASET_SOURCES[name]:
             ordered.setdefault(key, table[key])
@@ -327,7 +320,7 @@ def sources_for(names: Iterable[str], sources: Mapping[str, Source] | None = Non
 
 def raw_dir(name: str, root: Path) -> Path:
     """Folder holding the extracted official download of dataset ``name``: the converters' ``--raw``."""
-    return Path(root) / RAW_DIR / SOURCES[DATASET_SOURCES[name][0]].raw_dir
+    return Path(root) / RAW_DIR / source_table()[DATASET_SOURCES[name][0]].raw_dir
 
 
 def resolve_url(source: Source, archive: Archive, mirrors: Mapping[str, str] | None = None) -> str:

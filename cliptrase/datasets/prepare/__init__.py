@@ -9,49 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
-from cliptrase.datasets.demo import ensure_demo_dataset
 from cliptrase.datasets.prepare._common import default_workers
-from cliptrase.datasets.prepare.ade import prepare_ade150
-from cliptrase.datasets.prepare.ade847 import prepare_ade847
-from cliptrase.datasets.prepare.cityscapes import prepare_cityscapes
-from cliptrase.datasets.prepare.coco import prepare_coco_object, prepare_coco_stuff171
-from cliptrase.datasets.prepare.context import prepare_context
-from cliptrase.datasets.prepare.context459 import prepare_context459
-from cliptrase.datasets.prepare.voc import prepare_voc
+from cliptrase.datasets.spec import SpecView
 
 logger = logging.getLogger(__name__)
 
 Preparer = Callable[..., Path]
 
+PREPARERS: Mapping[str, Preparer] = SpecView(lambda s: s.preparer(), lambda s: s.converter is not None)
+"""Config name -> converter ``(raw, out, *, workers, **options) -> dataset root``: a view of the dataset
+specs (``register_dataset(converter=...)`` next to each dataset class)."""
 
-def _prepare_demo(raw: Path | None, out: Path | None, *, workers: int) -> Path:
-    """The demo needs no download: generate it at ``out`` (``None``: the cache it is read from by default)."""
-    del raw, workers  # uniform signature; nothing to read, nothing to parallelise
-    return ensure_demo_dataset(out)
-
-
-PREPARERS: dict[str, Preparer] = {
-    "voc21": prepare_voc,
-    "voc20": prepare_voc,
-    "context60": prepare_context,
-    "context59": prepare_context,
-    "context459": prepare_context459,
-    "coco_object": prepare_coco_object,
-    "coco_stuff171": prepare_coco_stuff171,
-    "ade150": prepare_ade150,
-    "ade847": prepare_ade847,
-    "cityscapes": prepare_cityscapes,
-    "demo": _prepare_demo,
-}
-"""Config name -> converter ``(raw, out, *, workers, **options) -> dataset root``."""
-
-NEEDS_NO_RAW = frozenset({"demo"})
+NEEDS_NO_RAW: Set[str] = SpecView(lambda s: s.name, lambda s: not s.needs_raw).keys()
 """Benchmarks generated locally: no ``--raw``, and ``--out`` is optional (default: the demo cache)."""
-OPTIONS: dict[str, frozenset[str]] = {"ade847": frozenset({"id_map"})}
+OPTIONS: Mapping[str, frozenset[str]] = SpecView(lambda s: s.converter_options, lambda s: s.converter_options)
 """Extra keyword options a converter accepts (``--id-map`` for ADE-847)."""
 
 
