@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import shutil
+import textwrap
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from cliptrase.datasets.config import dataset_config_dir, list_dataset_configs
 from cliptrase.registry import DATASETS, TRANSFORMS
 
 BENCHMARKS = sorted(WRITERS)
+REPO = Path(__file__).resolve().parents[2]
 U16_IGNORE = 65535
 
 
@@ -202,35 +206,70 @@ def test_data_root_defaults_to_the_environment(miniature, monkeypatch):
     assert load_dataset_config("ade150").data_root == f"{data_root}/ade/ADEChallengeData2016"
 
 
+def _guide_snippets() -> tuple[str, str]:
+    """The python and yaml blocks of datasets/README.md "Adding a dataset", dedented."""
+    guide = (REPO / "datasets" / "README.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## Adding a dataset") :]
+    section = section[: section.find("\n## ", 5)] if "\n## " in section[5:] else section
+    blocks = {lang: re.findall(rf"```{lang}\n(.*?)```", section, flags=re.S) for lang in ("python", "yaml")}
+    assert len(blocks["python"]) == len(blocks["yaml"]) == 1, "the guide has one module and one config"
+    return textwrap.dedent(blocks["python"][0]), textwrap.dedent(blocks["yaml"][0])
+
+
 def test_a_toy_dataset_added_the_documented_way(tmp_path, monkeypatch):
-    """README "Adding a dataset": one class (METAINFO, facts, register_dataset) plus one config file."""
+    """datasets/README.md "Adding a dataset", run as written: one module + one config, nothing else edited.
+
+    The module is imported the way the package imports its own modules; the config goes into a copy of
+    ``configs``. The dataset then builds, a composed job validates, its download (from a loopback server)
+    and converter run, and every reader of the spec (catalogue, converters, tables) has it.
+    """
+    from helpers.config import compose_eval
+    from helpers.loopback_http import ArchiveServer, guard_loopback, zip_bytes
     from helpers.miniatures import label_with, write_image, write_label
 
-    from cliptrase.datasets.base import OVSSDataset, register_dataset
+    from cliptrase.config import validate
+    from cliptrase.datasets.base import unregister_dataset
+    from cliptrase.datasets.download import DATASET_SOURCES, PREPARED_BYTES, download_datasets, raw_dir
+    from cliptrase.datasets.prepare import PREPARERS, prepare_dataset
+    from cliptrase.datasets.spec import get_spec
+    from cliptrase.evaluation import tables
 
-    class ToyDataset(OVSSDataset):
-        CONFIG_NAME = "toy"
-        DATA_SUBDIR = "toy"
-        IMG_DIR = "images"
-        ANN_DIR = "labels"
-        EXPECTED_VAL_IMAGES = 1
-        METAINFO: ClassVar[dict] = dict(classes=("cat", "dog"), palette=[[0, 0, 0], [255, 255, 255]])
-
+    module_text, config_text = _guide_snippets()
+    name = "my_benchmark"
+    assert name not in DATASET_CLASSES
     config_dir = tmp_path / "configs"
-    (config_dir / "dataset").mkdir(parents=True)
-    voc = OmegaConf.load(dataset_config_dir() / "voc20.yaml")
-    toy = OmegaConf.merge(voc, dict(name="toy", type="ToyDataset", data_root="${paths.data_root}/toy",
-                                    img_dir="images", ann_dir="labels", split=None, num_classes=2,
-                                    paper_key=None, standard_vocab=None, expected_val_images=1))  # fmt: skip
-    OmegaConf.save(toy, config_dir / "dataset" / "toy.yaml")
-    write_image(tmp_path / "data/toy/images/a.jpg", 10, 12)
-    write_label(tmp_path / "data/toy/labels/a.png", label_with([0, 1]))
+    shutil.copytree(dataset_config_dir().parent, config_dir)
+    (config_dir / "dataset" / f"{name}.yaml").write_text(config_text, encoding="utf-8")
     monkeypatch.setenv("CLIPTRASE_CONFIG_DIR", str(config_dir))
-    register_dataset(ToyDataset)
+    module_path = tmp_path / f"{name}.py"
+    module_path.write_text(module_text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"cliptrase_guide_{name}", module_path)
+    module = importlib.util.module_from_spec(spec)
     try:
-        dataset = build_dataset(load_dataset_config("toy", tmp_path / "data"))
+        spec.loader.exec_module(module)
+        assert get_spec(name).dataset_class is module.MyBenchmarkDataset
+        assert DATASET_SOURCES[name] == (name,) and PREPARED_BYTES[name] == 0
+        assert PREPARERS[name] is module.prepare_my_benchmark
+        assert tables.DATASET_ORDER[-1] == name and name not in tables.STANDARD_BENCHMARKS
+        assert validate(compose_eval([f"dataset={name}"]))["dataset"].name == name
+
+        official = tmp_path / "official"
+        write_image(official / "images/a.jpg", 10, 12)
+        write_label(official / "labels/a.png", label_with([0, 1]))
+        files = {
+            p.relative_to(official).as_posix(): p.read_bytes() for p in official.rglob("*") if p.is_file()
+        }
+        data_root = tmp_path / "data"
+        server = ArchiveServer().start()
+        server.add("my_benchmark_val.zip", zip_bytes(files))
+        guard_loopback(monkeypatch)
+        try:
+            download_datasets([name], data_root, mirrors={name: server.base_url})
+        finally:
+            server.stop()
+        prepare_dataset(name, raw_dir(name, data_root), data_root, workers=1)
+        dataset = build_dataset(load_dataset_config(name, data_root))
         assert dataset[0]["data_samples"].gt_sem_seg.data.unique().tolist() == [0, 1]
     finally:
-        DATASET_CLASSES.pop("toy")
-        for key in ("toy", "ToyDataset"):
-            DATASETS._module_dict.pop(key)
+        unregister_dataset(name)
+    assert name not in DATASET_SOURCES and name not in DATASET_CLASSES
