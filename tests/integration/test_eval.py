@@ -143,9 +143,19 @@ def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
     assert any("skip" in r.message for r in caplog.records)
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path):
-    weights = golden_weights()
-    base = ["model=weights_file", f"model.weights={weights}", f"paths.results_dir={tmp_path}"]
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_clip) -> Path:
+    """A weights file of the random tiny CLIP: for tests of config and path errors, which need a model
+    config that validates, not the golden weights."""
+    import torch
+
+    path = tmp_path / "tiny_random.pt"
+    torch.save(tiny_clip.model.state_dict(), path)
+    return path
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights):
+    base = ["model=weights_file", f"model.weights={tiny_weights}", f"paths.results_dir={tmp_path}"]
     with pytest.raises(Exception, match="Could not find 'method/nope'"):
         compose_eval([*base, "method=nope"])
     with pytest.raises(Exception, match="epsx"):
@@ -157,9 +167,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         run(missing)
 
 
-def test_unwritable_results_dir(tmp_path):
-    weights = golden_weights()
-    base = ["model=weights_file", f"model.weights={weights}"]
+def test_unwritable_results_dir(tmp_path, tiny_weights):
+    base = ["model=weights_file", f"model.weights={tiny_weights}"]
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
