@@ -1,8 +1,10 @@
 """A sweep that survives a bad cell: failed jobs are recorded, the others run, and the end says which failed.
 
-In a ``-m`` multirun, :func:`run_job` catches a job's error, logs it (one line for a user error, the
-traceback for a programming error), writes the cell's ``failed.json`` (:mod:`cliptrase.evaluation.failures`)
-and one outcome line into the sweep folder, and returns, so the launcher goes on with the next cell.
+In a ``-m`` multirun, :func:`run_job` runs each job through :func:`cliptrase.harness.run.run_safely` (the
+code path ``cliptrase reproduce`` uses too): a job's error is logged (one line for a user error, the
+traceback for a programming error) and recorded in the cell's ``failed.json``
+(:mod:`cliptrase.evaluation.failures`); one outcome line goes into the sweep folder, and the launcher goes
+on with the next cell.
 :class:`SweepSummary` (a Hydra callback named in ``configs/eval.yaml``) reads those outcomes when the
 sweep ends, logs the failed cells and sets :data:`FAILED_CELLS`, from which ``cliptrase-eval`` exits
 non-zero. A single run (no ``-m``) re-raises instead, so its error boundary reports it.
@@ -21,15 +23,11 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cliptrase.errors import USER_ERRORS, message_of
-from cliptrase.evaluation.failures import FailedRecord, clear_failure, write_failure
-from cliptrase.harness.identity import config_hash_of, row_label, run_name_of
-from cliptrase.harness.run import experiment_dir_of, run
-from cliptrase.harness.runtime import is_main_process, world_size
+from cliptrase.harness.run import FAILED, run_locked, run_safely
+from cliptrase.harness.runtime import is_main_process
 from cliptrase.utils.fs import atomic_write_text
-from cliptrase.utils.locks import held, job_lock
 
 logger = logging.getLogger("cliptrase.eval")
 
@@ -46,78 +44,23 @@ def in_multirun() -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict | None:
-    """:func:`~cliptrase.harness.run.run`, with the failure of a sweep cell recorded instead of raised.
+    """The job of ``cliptrase-eval``: :func:`~cliptrase.harness.run.run_locked`, and in a sweep
+    :func:`~cliptrase.harness.run.run_safely` (a failing cell is recorded, the launcher goes on).
 
     Returns:
-        The metrics; None when skipped as complete or, in a sweep, when the job failed (recorded).
+        The metrics; None, in a sweep, when the job failed (recorded).
 
     Raises:
         Exception: outside a sweep, the job's error, unchanged (the error boundary reports it).
     """
-    try:
-        metrics = _locked_run(cfg)
-    except Exception as err:
-        if not in_multirun():
-            raise
-        _fail_cell(cfg, err)
-        return None
-    if in_multirun():
-        _note_outcome(cfg, "ok", "")
-    return metrics
-
-
-def _locked_run(cfg: DictConfig) -> dict | None:
-    """:func:`run` holding the lock of the job's config hash.
-
-    A second identical job (another process, or another node on a shared filesystem) waits here, then
-    finds the first one's complete record and reuses it. Under torchrun the ranks of one job share the
-    work, so none of them locks.
-    """
-    if world_size() > 1:
-        return run(cfg)
-    try:
-        digest = config_hash_of(cfg)
-    except Exception:  # a config that does not resolve: run() reports it properly
-        return run(cfg)
-    experiment_dir, run_name = experiment_dir_of(cfg), run_name_of(cfg, digest)
-    with held(job_lock(experiment_dir, digest), f"the identical job {run_name}"):
-        metrics = run(cfg)
-        clear_failure(experiment_dir / run_name)  # an earlier failure of this cell is now retried
-    return metrics
-
-
-def _fail_cell(cfg: DictConfig, err: Exception) -> None:
-    line = message_of(err).splitlines()[0] if str(err) else type(err).__name__
-    if isinstance(err, USER_ERRORS):
-        logger.error("cell failed: %s", line)
+    if not in_multirun():
+        return run_locked(cfg).metrics
+    outcome = run_safely(cfg)
+    if outcome.status == FAILED:
+        _note_outcome(cfg, "failed", outcome.error, outcome.run)
     else:
-        logger.exception("cell failed with a programming error")
-    run_name = _record(cfg, err, line) if is_main_process() else None
-    _note_outcome(cfg, "failed", line, run_name)
-
-
-def _record(cfg: DictConfig, err: Exception, line: str) -> str | None:
-    """Write the cell's ``failed.json``; None when the config cannot even be resolved (no run folder)."""
-    try:
-        digest = config_hash_of(cfg)
-        run_name = run_name_of(cfg, digest)
-        record = FailedRecord(
-            experiment=str(cfg.experiment_name),
-            run=run_name,
-            row=row_label(cfg),
-            column=str(cfg.dataset.name),
-            metric_definition=str(cfg.protocol.metric),
-            config_hash=digest,
-            error=line,
-            error_type=type(err).__name__,
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
-        path = write_failure(record, experiment_dir_of(cfg) / run_name)
-    except Exception as write_err:  # the config itself is broken, or the disk: the summary still says it
-        logger.warning("could not record the failed cell: %s", message_of(write_err))
-        return None
-    logger.info("recorded the failed cell in %s", path)
-    return run_name
+        _note_outcome(cfg, "ok", "")
+    return outcome.metrics
 
 
 def _note_outcome(cfg: DictConfig, status: str, error: str, run_name: str | None = None) -> None:

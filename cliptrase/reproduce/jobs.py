@@ -1,5 +1,7 @@
 """The evaluation step of ``cliptrase reproduce``: one Hydra-composed ``cliptrase-eval`` job per (dataset,
-protocol, method), run in this process, skipped when a complete result with its config hash exists."""
+protocol, method), run in this process exactly as a cell of a ``cliptrase-eval -m`` sweep
+(:func:`cliptrase.harness.run.run_safely`): under the lock of its config hash, skipped when a complete result
+with that hash exists, and a failing job recorded (``failed.json``) while the other jobs run."""
 
 from __future__ import annotations
 
@@ -9,11 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cliptrase.errors import USER_ERRORS, message_of
-from cliptrase.evaluation.results import find_complete
 from cliptrase.harness.compose import compose_job
-from cliptrase.harness.identity import config_hash_of, row_label
-from cliptrase.harness.run import run
+from cliptrase.harness.identity import row_label
+from cliptrase.harness.run import EVALUATED, FAILED, SKIPPED, run_safely
 from cliptrase.reproduce.spec import DatasetReport, JobResult, Options, TableSpec, elapsed
 
 logger = logging.getLogger(__name__)
@@ -53,24 +53,24 @@ def experiment_dir_of(spec: TableSpec, opts: Options) -> Path:
     return Path(cfg.paths.results_dir) / cfg.experiment_name
 
 
+_STATUS = {EVALUATED: "evaluated", SKIPPED: "complete result found, skipped"}
+
+
 def _run_job(dataset: str, protocol: str, method: str, cfg: Any, position: str) -> JobResult:
-    """Evaluate one composed job, or skip it when a complete result with its config hash exists."""
+    """Evaluate one composed job as a ``cliptrase-eval -m`` cell is (:func:`run_safely`).
+
+    It holds the lock of its config hash (an identical job elsewhere is waited for, then its record is
+    reused), skips the job when a complete result exists, and records a failure in ``failed.json``.
+    """
     import torch
 
-    experiment_dir = Path(cfg.paths.results_dir) / cfg.experiment_name
-    if find_complete(experiment_dir, config_hash_of(cfg)) is not None:
-        status = "complete result found, skipped"
-    else:
-        logger.info("%s evaluating %s/%s/%s", position, dataset, protocol, method)
-        status = "evaluated"
-    try:
-        with torch.no_grad():
-            metrics = run(cfg) or {}
-    except (*USER_ERRORS, RuntimeError, OSError) as err:
-        message = message_of(err)
-        logger.error("%s/%s/%s: %s", dataset, protocol, method, message)
-        return JobResult(dataset, protocol, method, row_label(cfg), None, f"failed: {message}")
-    return JobResult(dataset, protocol, method, row_label(cfg), metrics.get("mIoU"), status)
+    logger.info("%s %s/%s/%s", position, dataset, protocol, method)
+    with torch.no_grad():
+        outcome = run_safely(cfg)
+    if outcome.status == FAILED:  # logged and recorded by run_safely; the summary lists it
+        return JobResult(dataset, protocol, method, row_label(cfg), None, f"failed: {outcome.error}")
+    miou = (outcome.metrics or {}).get("mIoU")
+    return JobResult(dataset, protocol, method, row_label(cfg), miou, _STATUS[outcome.status])
 
 
 def evaluate_all(spec: TableSpec, opts: Options, reports: Sequence[DatasetReport]) -> list[JobResult]:
@@ -88,4 +88,14 @@ def evaluate_all(spec: TableSpec, opts: Options, reports: Sequence[DatasetReport
                 statuses.append(f"{protocol}/{method} {job.status}")
                 report.failed |= job.miou is None and job.status.startswith("failed")
         report.steps["evaluate"] = "; ".join(statuses) + f" ({elapsed(t0)})"
+    failed = [j for j in jobs if j.status.startswith("failed")]
+    if failed:
+        logger.error(
+            "%d of %d cells failed (recorded in failed.json; re-run the same command to retry only those):",
+            len(failed),
+            len(jobs),
+        )
+        for job in failed:
+            error = job.status.removeprefix("failed: ")
+            logger.error("  failed: %s/%s/%s: %s", job.dataset, job.protocol, job.method, error)
     return jobs

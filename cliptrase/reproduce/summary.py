@@ -15,10 +15,30 @@ def write_table(experiment_dir: Path, jobs: Sequence[JobResult]) -> Path | None:
     from cliptrase.evaluation.published import PUBLISHED_MODEL
     from cliptrase.harness.tables import write_tables
 
-    if not experiment_dir.is_dir() or not any(j.miou is not None for j in jobs):
+    if not experiment_dir.is_dir() or not any(j.miou is not None or _failed(j) for j in jobs):
         return None
     models = {PUBLISHED_MODEL} | {j.row.split(" | ")[1] for j in jobs if j.row.count(" | ") >= 2}
     return write_tables(experiment_dir, published_models=models)[0]
+
+
+def _failed(job: JobResult) -> bool:
+    return job.status.startswith("failed")
+
+
+def failed_markdown(jobs: Sequence[JobResult]) -> str:
+    """The failed jobs of this run, one line each with its error; empty when none failed."""
+    failed = [j for j in jobs if _failed(j)]
+    if not failed:
+        return ""
+    lines = [
+        f"## Failed cells ({len(failed)} of {len(jobs)})",
+        "",
+        "Each is recorded in `failed.json` in its run folder and shown as `failed` in the table. "
+        "Fix the cause and re-run the same command: only failed and missing cells are evaluated again.",
+        "",
+    ]
+    lines += [f"- {j.dataset}/{j.protocol}/{j.method}: {j.status.removeprefix('failed: ')}" for j in failed]
+    return "\n".join(lines) + "\n"
 
 
 def comparison_markdown(jobs: Sequence[JobResult]) -> str:
@@ -63,6 +83,8 @@ def summary_markdown(
         )
         lines += [f"  - {note}" for note in report.notes]
     lines += ["", "## Measured vs published (mIoU %)", "", comparison_markdown(jobs).rstrip("\n")]
+    if failed_markdown(jobs):
+        lines += ["", failed_markdown(jobs).rstrip("\n")]
     if opts.weights is not None or (opts.model and opts.model != "vit_b16_openai"):
         lines += [
             "",
