@@ -404,11 +404,11 @@ def table_cell(args) -> None:
     """One table cell in this process; prints ``BENCH {json}``."""
     import json
 
+    from cliptrase.config import validate
+    from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.harness.compose import compose_job
     from cliptrase.harness.evaluate import evaluate
     from cliptrase.harness.runtime import seed_everything
-    from cliptrase.config import validate
-    from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.predictor import PRECISIONS
     from cliptrase.utils.device import resolve_device
     from cliptrase.utils.profiling import STAGES, StageTimer, peak_rss_mb
@@ -577,11 +577,11 @@ def leak_cell(args) -> None:
     """A long run with RSS sampled every ``args.every`` images; prints ``BENCH {json}``."""
     import json
 
+    from cliptrase.config import validate
+    from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.harness.compose import compose_job
     from cliptrase.harness.evaluate import evaluate
     from cliptrase.harness.runtime import seed_everything
-    from cliptrase.config import validate
-    from cliptrase.evaluation.timing import StageTimerHook
     from cliptrase.utils.profiling import StageTimer
 
     cfg = compose_job(

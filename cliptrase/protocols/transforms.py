@@ -94,8 +94,8 @@ class PaperResizeCrop(BaseTransform):
 
     Reads ``img`` (BGR uint8, mmcv convention) and ``gt_seg_map`` (on-disk integer labels, with the file's
     sample type in ``gt_seg_map_dtype``); writes them back cropped, with the GT as the authors score it
-    (:func:`paper_crop_gt`: ``rule`` applied, resized in the file's mode, cast to int16 so 16-bit 65535 -> -1),
-    ``paper_scored`` = False for images the script skips, then 255 -> ``background`` on the
+    (:func:`paper_crop_gt`: ``rule`` applied, resized in the file's mode, cast to int16 so 16-bit 65535
+    -> -1), ``paper_scored`` = False for images the script skips, then 255 -> ``background`` on the
     with-background sets.
 
     Args:
