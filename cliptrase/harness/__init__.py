@@ -7,6 +7,7 @@ and :mod:`cliptrase.reproduce` call them directly.
 - :mod:`~cliptrase.harness.identity`: config hash, run name and table row of a job.
 - :mod:`~cliptrase.harness.runtime`: seeding and the torchrun process group.
 - :mod:`~cliptrase.harness.evaluate`: build dataset, segmentor and metric; run mmengine's test loop.
-- :mod:`~cliptrase.harness.run`: one job end to end (resume, evaluate, write the record).
+- :mod:`~cliptrase.harness.run`: one job end to end (resume, evaluate, write the record); ``run_safely``
+  adds the config-hash lock and the ``failed.json`` of a failing job (sweep cells, ``cliptrase reproduce``).
 - :mod:`~cliptrase.harness.tables`: the one writer of an experiment's ``table.{md,csv,png}``.
 """
