@@ -86,10 +86,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for files that are not checkpoints
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own text suggests weights_only=False, i.e. running the file's pickle: not for unknown files
         raise CheckpointError(
-            f"weights file {path} is not a readable checkpoint (expected an OpenAI TorchScript archive, a "
-            f"torch.save state dict or a .safetensors file): {first}"
+            f"weights file {path} is not a readable checkpoint ({type(exc).__name__}): expected an OpenAI "
+            "TorchScript archive, a torch.save state dict of tensors or a .safetensors file"
         ) from None
     return _unwrap(obj, path)
 

@@ -158,7 +158,7 @@ def test_weights_file_errors(tmp_path):
         load_clip(weights=bad)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable torch state dict"):
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_clip(weights=junk)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_clip(weights=tmp_path / "missing.pt")
