@@ -18,14 +18,23 @@ from cliptrase.utils.device import resolve_device
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_MODEL = "ViT-B-16"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` command."""
     p = subparsers.add_parser("predict", help="segment one image with CLIPtrase and a free class list")
     p.add_argument("image", type=Path, help="image file (any format PIL reads)")
     p.add_argument("--classes", required=True, help='comma-separated class names, e.g. "cat,dog,grass"')
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", type=Path, help="local OpenAI-format CLIP state dict (instead of --model)")
-    p.add_argument("--model", default="ViT-B-16", help="open_clip model name (default ViT-B-16)")
+    src.add_argument(
+        "--weights",
+        type=Path,
+        help="local checkpoint: an OpenAI CLIP file (TorchScript or state dict), or with --model an "
+        "open_clip checkpoint (.pt/.bin/.safetensors)",
+    )
+    p.add_argument("--model", default=None, help="open_clip model name (default ViT-B-16)")
+    p.add_argument("--cache-dir", default=None, help="open_clip weights cache (see `cliptrase models`)")
     src.add_argument(
         "--pretrained", default="openai", help=f"open_clip pretrained tag, or '{RANDOM}' for random weights"
     )
@@ -53,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     device = resolve_device(args.device)
     if args.weights is not None:
-        clip = load_clip(weights=args.weights, device=device)
+        clip = load_clip(args.model, weights=args.weights, device=device)
     else:
-        clip = load_clip(args.model, args.pretrained, device=device)
+        name = args.model or DEFAULT_MODEL
+        clip = load_clip(name, args.pretrained, device=device, cache_dir=args.cache_dir)
     labels = segment_image(clip, image, names, size=args.size, eps=args.eps, min_samples=args.min_samples)
     save_prediction(args.out, args.image.stem, image, labels, names)
     tag = " [RANDOM WEIGHTS: meaningless output]" if clip.is_random else ""
