@@ -250,3 +250,37 @@ def test_builtin_published_rows_for_matching_labels():
     got = published_for_rows(rows)
     assert list(got) == ["cliptrase | vit_b16_openai | paper224"]
     assert got["cliptrase | vit_b16_openai | paper224"]["voc20"] == 80.95
+
+
+def test_peer_runs_get_their_published_rows_beside_them(tmp_path):
+    """experiment=peers as a table: each run under its preset gets the row that preset produced, with Δ;
+    the same method under the uniform `standard` protocol gets none (a different pipeline)."""
+    from cliptrase.harness.tables import write_tables
+
+    exp = tmp_path / "peers"
+    naclip = "naclip | vit_b16_openai | naclip"
+    clear = "clearclip | vit_b16_openai | clearclip"
+    uniform = "naclip | vit_b16_openai | standard"
+    write_experiment(
+        exp,
+        [
+            rec(naclip, "voc21", 63.0, run="n-voc21"),
+            rec(naclip, "cityscapes", 39.0, run="n-city"),
+            rec(clear, "voc20", 80.0, run="c-voc20"),
+            rec(uniform, "voc21", 60.0, run="u-voc21"),
+        ],
+    )
+    (md_path,) = write_tables(exp)
+    md = md_path.read_text()
+
+    def line(label: str) -> str:  # the Markdown row whose label cell is `label` (its | escaped)
+        cell = "| " + label.replace("|", "\\|") + " |"
+        found = [ln for ln in md.splitlines() if ln.startswith(cell)]
+        assert len(found) <= 1, found
+        return found[0] if found else ""
+
+    assert "64.07" in line(f"{naclip} (published)")  # sinahmr/NACLIP README, VOC21
+    assert "38.27" in line(f"{naclip} (published)")  # its Cityscapes column
+    assert "-1.07" in line(f"{naclip} Δ vs published")
+    assert line(f"{clear} (published)")
+    assert line(uniform) and not line(f"{uniform} (published)")
