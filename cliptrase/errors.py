@@ -34,6 +34,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -158,6 +160,20 @@ def _handle(err: BaseException, prefix: str) -> ExitCode:
         logger.error("%sinterrupted", f"{prefix}: " if prefix else "")
         return ExitCode.INTERRUPTED
     return report(err, prefix=prefix)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM (a scheduler's cancel, ``kill``) end the process like Ctrl-C: the boundary then prints one
+    line and exits with ``INTERRUPTED``, and nothing half-written is left (writes are atomic).
+
+    Call it once, from a console script's ``main`` (the main thread), before the work starts.
+    """
+    if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def call_guarded(func: Callable[..., int | None], *args: Any, prefix: str = "", debug: bool = False) -> int:

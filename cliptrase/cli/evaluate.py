@@ -17,9 +17,7 @@ record is half-written, and the same command resumes.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-from types import FrameType
 
 import hydra
 import torch
@@ -27,7 +25,7 @@ from omegaconf import DictConfig
 
 from cliptrase.config import register_configs
 from cliptrase.datasets.config import config_dir
-from cliptrase.errors import USER_ERRORS, ExitCode, error_boundary, message_of
+from cliptrase.errors import USER_ERRORS, ExitCode, error_boundary, message_of, sigterm_as_interrupt
 from cliptrase.harness.compose import EVAL_CONFIG
 from cliptrase.harness.run import experiment_dir_of
 from cliptrase.harness.runtime import is_main_process
@@ -59,15 +57,10 @@ def _write_tables(cfg: DictConfig) -> None:
         logger.error("tables not rewritten: %s", message_of(err))
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (a scheduler's cancel) ends the job like Ctrl-C: one line, no half-written record."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Console-script entry point."""
     register_configs()
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()  # a scheduler's cancel ends the job like Ctrl-C: one line, no half-written record
     _hydra_main()
     if FAILED_CELLS:
         sys.exit(ExitCode.INCOMPLETE)

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from cliptrase import __version__
-from cliptrase.errors import call_guarded
+from cliptrase.errors import call_guarded, sigterm_as_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    sigterm_as_interrupt()
     return call_guarded(args.func, args, debug=args.debug)
 
 

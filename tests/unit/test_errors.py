@@ -1,0 +1,70 @@
+"""The one error boundary: user errors are one line with their exit code; SIGTERM ends like Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cliptrase.errors import ConfigError, ExitCode, call_guarded
+
+
+def test_user_error_is_one_line_and_its_code(caplog):
+    def bad() -> int:
+        raise ConfigError("method.eps=-1 is invalid; valid: a number > 0")
+
+    with caplog.at_level(logging.ERROR):
+        assert call_guarded(bad, prefix="eval") == ExitCode.USER_ERROR
+    assert [r.getMessage() for r in caplog.records] == ["eval: method.eps=-1 is invalid; valid: a number > 0"]
+
+
+def test_programming_error_keeps_its_traceback():
+    def broken() -> int:
+        raise TypeError("a bug")
+
+    with pytest.raises(TypeError):
+        call_guarded(broken)
+
+
+def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
+    """A process that installed the handler and is killed with SIGTERM exits 130 after one line."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import logging, sys, time
+            from cliptrase.errors import call_guarded, sigterm_as_interrupt
+            logging.basicConfig(level=logging.INFO)
+            def work():
+                print("started", flush=True)
+                time.sleep(60)
+            sigterm_as_interrupt()
+            sys.exit(call_guarded(work, prefix="reproduce"))
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "started"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["ERROR:cliptrase:reproduce: interrupted"]
+
+
+def test_handler_is_installed_by_the_cliptrase_entry_point(monkeypatch):
+    from cliptrase.cli import main as cli_main
+
+    installed = []
+    monkeypatch.setattr(cli_main, "sigterm_as_interrupt", lambda: installed.append(True))
+    assert cli_main.main(["models", "fetch", "nope"]) == ExitCode.USER_ERROR
+    assert installed == [True]
