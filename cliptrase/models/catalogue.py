@@ -20,6 +20,7 @@ from cliptrase.models.clip import (
     check_model_name,
     check_pretrained_tag,
     resolve_quick_gelu,
+    tag_preprocess,
 )
 
 
@@ -54,7 +55,7 @@ def spec_for(name: str, tag: str | None, slug: str | None = None) -> ModelSpec:
         check_pretrained_tag(name, tag)
     real_tag = None if tag in (None, RANDOM) else tag
     quick = resolve_quick_gelu(name, real_tag, None)
-    cfg = open_clip.get_pretrained_cfg(name, real_tag) if real_tag else {}
+    cfg = tag_preprocess(name, real_tag) if real_tag else {}
     size = (open_clip.get_model_config(name) or {}).get("vision_cfg", {}).get("image_size", 0)
     return ModelSpec(
         slug=slug or f"{name}:{tag}",

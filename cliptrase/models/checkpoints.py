@@ -94,11 +94,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj, path)
 
 
-def is_openai_format(state: dict[str, torch.Tensor]) -> bool:
-    """Whether the tensors have the names of an OpenAI-format CLIP ViT."""
-    return all(k in state for k in OPENAI_REQUIRED_KEYS)
-
-
 def require_openai_format(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Raise :class:`CheckpointError` naming the missing keys unless ``state`` is an OpenAI-format ViT."""
     missing = [k for k in OPENAI_REQUIRED_KEYS if k not in state]

@@ -34,7 +34,6 @@ from cliptrase.errors import ConfigError, UnknownNameError, WeightsNotFoundError
 from cliptrase.models import hub
 from cliptrase.models.checkpoints import (
     CheckpointError,
-    is_openai_format,
     is_torchscript,
     read_state_dict,
     require_openai_format,
@@ -175,7 +174,8 @@ def _native_size(model: torch.nn.Module) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def _tag_preprocess(name: str, tag: str) -> dict[str, Any]:
+def tag_preprocess(name: str, tag: str) -> dict[str, Any]:
+    """The tag's preprocessing facts (mean, std, interpolation, resize mode) from open_clip's table."""
     cfg = open_clip.get_pretrained_cfg(name, tag)
     return {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
 
@@ -220,9 +220,9 @@ def load_clip(
         logger.warning("model %s has RANDOM weights (pretrained=%s): outputs are meaningless", name, RANDOM)
         model, _, _ = open_clip.create_model_and_transforms(name, device=device, **activation_kwargs(quick))
     else:
-        path = _tag_weights(name, pretrained, cache_dir)
+        path = hub.fetch(name, pretrained, cache_dir)  # the cache first; downloads only on a miss
         source["weights_file"] = str(path)
-        model = _build_with_file(name, path, quick, device, _tag_preprocess(name, pretrained))
+        model = _build_with_file(name, path, quick, device, tag_preprocess(name, pretrained))
     return _finish(
         model,
         open_clip.get_tokenizer(name),
@@ -230,16 +230,6 @@ def load_clip(
         is_random=is_random,
         source=source,
     )
-
-
-def _tag_weights(name: str, tag: str, cache_dir: str | None) -> Path:
-    """The local file of a tag's weights: open_clip's cache, else downloaded now by open_clip."""
-    source = hub.tag_source(name, tag)
-    hit = hub.cached_weights(source, cache_dir)
-    if hit is not None:
-        logger.info("weights of %s:%s from the cache: %s", name, tag, hit)
-        return hit
-    return hub.fetch(name, tag, cache_dir)
 
 
 def _build_with_file(
@@ -316,7 +306,7 @@ def _load_from_file(
         if tag is not None:
             check_pretrained_tag(name, tag)
         quick = resolve_quick_gelu(name, tag, quick_gelu)
-        model = _build_with_file(name, path, quick, device, _tag_preprocess(name, tag) if tag else None)
+        model = _build_with_file(name, path, quick, device, tag_preprocess(name, tag) if tag else None)
         source["format"] = "torchscript" if is_torchscript(path) else "open_clip"
         return _finish(
             model,
@@ -342,13 +332,6 @@ def _load_from_file(
     )
 
 
-def load_openai_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an OpenAI-format CLIP state dict (TorchScript archive or plain) and check that it is one."""
-    state = read_state_dict(path)
-    require_openai_format(state, path)
-    return state
-
-
 __all__ = [
     "GELU",
     "QUICK_GELU",
@@ -357,9 +340,7 @@ __all__ = [
     "LoadedClip",
     "activation_of",
     "file_sha256",
-    "is_openai_format",
     "list_vit_models",
     "load_clip",
-    "load_openai_state_dict",
     "resolve_quick_gelu",
 ]

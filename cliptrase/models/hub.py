@@ -197,6 +197,7 @@ def fetch(name: str, tag: str, cache_dir: str | os.PathLike[str] | None = None) 
     source = tag_source(name, tag)
     hit = cached_weights(source, cache_dir)
     if hit is not None:
+        logger.info("weights of %s:%s from the cache: %s", name, tag, hit)
         return hit
     ensure_downloadable(source, cache_dir)
     path = download_pretrained(open_clip.get_pretrained_cfg(name, tag), cache_dir=cache_dir)
