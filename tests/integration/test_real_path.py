@@ -18,6 +18,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from helpers.weights_cache import cache_target
 
 from cliptrase.models import hub
 from cliptrase.models.catalogue import shipped_model_specs
@@ -41,15 +42,7 @@ def _populate_cache(cache: Path, spec) -> Path:
     state = {k: v.half() for k, v in model.state_dict().items()}
     del model
     source = hub.tag_source(spec.name, spec.tag)
-    if source.hf_repo:
-        folder = cache / ("models--" + source.hf_repo.replace("/", "--"))
-        commit = "1" * 40
-        (folder / "refs").mkdir(parents=True, exist_ok=True)
-        (folder / "refs" / "main").write_text(commit)
-        target = folder / "snapshots" / commit / source.hf_filenames[-1]
-    else:
-        target = cache / os.path.basename(source.url)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = cache_target(cache, source)
     torch.save(state, target)
     assert hub.cached_weights(source, cache) == target
     return target

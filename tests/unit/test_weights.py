@@ -17,6 +17,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from helpers.weights_cache import link_into_cache
 from open_clip.pretrained import list_pretrained
 
 from cliptrase.models import hub
@@ -133,23 +134,9 @@ def test_openai_tag_through_open_clip_download_is_quick_gelu(vit_b16_checkpoint,
     assert torch.equal(got["visual.proj"], ref["visual.proj"].float())
 
 
-def _write_hf_cache(cache: Path, repo: str, filename: str, src: Path) -> Path:
-    """Place ``src`` where huggingface_hub keeps ``repo``/``filename`` (refs/main -> snapshot)."""
-    folder = cache / ("models--" + repo.replace("/", "--"))
-    commit = "0" * 40
-    (folder / "refs").mkdir(parents=True, exist_ok=True)
-    (folder / "refs" / "main").write_text(commit)
-    snap = folder / "snapshots" / commit
-    snap.mkdir(parents=True, exist_ok=True)
-    target = snap / filename
-    if not target.exists():
-        os.symlink(src, target)
-    return target
-
-
 def test_cached_tag_loads_without_network(vit_b16_checkpoint, tmp_path, monkeypatch):
     source = hub.tag_source("ViT-B-16", "openai")
-    target = _write_hf_cache(tmp_path, source.hf_repo, source.hf_filenames[-1], vit_b16_checkpoint)
+    target = link_into_cache(tmp_path, source, vit_b16_checkpoint)
 
     def no_network(*a, **k):
         raise AssertionError("a cached tag must not touch the network")
@@ -354,7 +341,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_models_list_and_fetch_offline_as_subprocess(tmp_path, vit_b16_checkpoint):
     source = hub.tag_source("ViT-B-16", "openai")
-    _write_hf_cache(tmp_path, source.hf_repo, source.hf_filenames[-1], vit_b16_checkpoint)
+    link_into_cache(tmp_path, source, vit_b16_checkpoint)
     res = _cli("models", "list", "--cache-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     lines = {ln.split()[3]: ln for ln in res.stderr.splitlines() if "vit_" in ln or "metaclip" in ln}
