@@ -8,11 +8,10 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from cliptrase import __version__
-from cliptrase.errors import call_guarded, sigterm_as_interrupt
+from cliptrase.cli.console import run_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,15 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    sigterm_as_interrupt()
-    return call_guarded(args.func, args, debug=args.debug)
+    return run_console(build_parser(), argv, datefmt="%H:%M:%S")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from cliptrase.errors import ConfigError, DataError, ExitCode, call_guarded
+from cliptrase.cli.console import run_console
+from cliptrase.errors import ConfigError, DataError, ExitCode
 from cliptrase.evaluation.qualitative import DEFAULT_IMAGES, collect_grids, grid_figure
 from cliptrase.evaluation.report import REPORT_FILE, ReportInputs, render_report
 from cliptrase.evaluation.results import atomic_write_bytes, atomic_write_text, load_records
@@ -91,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cliptrase-report``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return call_guarded(run, args)
+    return run_console(build_parser(), argv, run)
 
 
 if __name__ == "__main__":

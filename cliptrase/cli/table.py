@@ -21,7 +21,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from cliptrase.errors import ConfigError, DataNotFoundError, ExitCode, call_guarded
+from cliptrase.cli.console import run_console
+from cliptrase.errors import ConfigError, DataNotFoundError, ExitCode
 from cliptrase.evaluation import significance
 from cliptrase.harness.tables import BUILTIN, Published, write_tables
 
@@ -98,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cliptrase-table``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return call_guarded(run, args)
+    return run_console(build_parser(), argv, run)
 
 
 if __name__ == "__main__":

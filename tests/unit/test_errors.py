@@ -61,10 +61,15 @@ def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
     assert err.strip().splitlines() == ["ERROR:cliptrase:reproduce: interrupted"]
 
 
-def test_handler_is_installed_by_the_cliptrase_entry_point(monkeypatch):
+def test_every_argparse_console_script_installs_the_handler(monkeypatch, tmp_path):
+    from cliptrase.cli import console
     from cliptrase.cli import main as cli_main
+    from cliptrase.cli import report as report_cli
+    from cliptrase.cli import table as table_cli
 
     installed = []
-    monkeypatch.setattr(cli_main, "sigterm_as_interrupt", lambda: installed.append(True))
+    monkeypatch.setattr(console, "sigterm_as_interrupt", lambda: installed.append(True))
     assert cli_main.main(["models", "fetch", "nope"]) == ExitCode.USER_ERROR
-    assert installed == [True]
+    assert table_cli.main([str(tmp_path / "missing")]) == ExitCode.USER_ERROR
+    assert report_cli.main([str(tmp_path / "missing")]) == ExitCode.USER_ERROR
+    assert installed == [True, True, True]
