@@ -10,6 +10,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-$ROOT/.venv}"
+# absolute: the wheel is repacked from inside the build folder, where a relative venv path would not resolve
+mkdir -p "$(dirname "$VENV")" && VENV="$(cd "$(dirname "$VENV")" && pwd)/$(basename "$VENV")"
 TORCH_VERSION="2.14.1"
 TORCHVISION_VERSION="0.29.1"
 MMCV_VERSION="2.1.0"
