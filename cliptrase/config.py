@@ -230,6 +230,10 @@ class MethodConfig:
 
     Attributes:
         name: method label (``cliptrase``, ``clip``, ``sclip``, ...), = the config file stem.
+        type: the method class: a name registered in ``cliptrase.method.zoo.METHODS`` (``LastBlockRule``,
+            ``CLIPtrase``, ...) or ``package.module.ClassName`` of a user's own ``DenseMethod`` subclass.
+        params: the knobs of the method class (its ``Options`` dataclass); empty for the last-block methods
+            and CLIPtrase, whose switches are the fields below.
         attention: last-block attention rule, a key of ``cliptrase.models.attention.ATTENTION``.
         keep_residual: keep the last block's residual connection.
         keep_ffn: keep the last block's MLP.
@@ -249,6 +253,8 @@ class MethodConfig:
     """
 
     name: str = "???"
+    type: str = "LastBlockRule"
+    params: dict[str, Any] = field(default_factory=dict)
     attention: str = "vanilla"
     keep_residual: bool = True
     keep_ffn: bool = True
@@ -402,8 +408,17 @@ def _check_protocol(protocol: ProtocolConfig, dataset: str) -> None:
 
 
 def _check_method(method: MethodConfig) -> None:
+    from cliptrase.method.zoo import method_class
     from cliptrase.models.attention import ATTENTION
 
+    try:
+        cls = method_class(method.type)
+    except (KeyError, ImportError, TypeError) as err:
+        raise ConfigError(f"method.type: {err.args[0] if err.args else err}") from None
+    try:
+        cls.check_config(method)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     _choice("method.attention", method.attention, tuple(sorted(ATTENTION)))
     _choice("method.vote", method.vote, VOTES)
     _choice("method.dbscan", method.dbscan, DBSCAN_BACKENDS)

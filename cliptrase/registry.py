@@ -18,7 +18,7 @@ TRANSFORMS = Registry(
     parent=mmseg_registry.TRANSFORMS,
     locations=["cliptrase.datasets", "cliptrase.protocols.transforms"],
 )
-MODELS = Registry("model", parent=mmseg_registry.MODELS, locations=["cliptrase.segmentor"])
+MODELS = Registry("model", parent=mmseg_registry.MODELS, locations=["cliptrase.engine.segmentor"])
 METRICS = Registry("metric", parent=mmseg_registry.METRICS, locations=["cliptrase.evaluation.metrics"])
 
 # Pass-through children (nothing registered by cliptrase) so the Runner finds the "cliptrase" scope.

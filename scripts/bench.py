@@ -42,11 +42,11 @@ from mmengine.hooks import Hook
 from PIL import Image
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
-from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.cluster import dbscan
+from cliptrase.method.runner import Predictor
+from cliptrase.method.trase import CLIPtraseOptions
 from cliptrase.models.clip import RANDOM, load_clip
 from cliptrase.models.text import encode_text_truncated
-from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import (
     dbscan_settings,
     gt_to_image,
@@ -96,7 +96,7 @@ def scene(h: int = 375, w: int = 500, seed: int = 0) -> tuple[Image.Image, np.nd
 def bench_core(repeats: int, device: str) -> None:
     torch.manual_seed(0)
     clip = load_clip("ViT-B-16", RANDOM, device=device)
-    pred = CLIPtrasePredictor(clip)
+    pred = Predictor(clip)
     # The classifier is built once per vocabulary and cached on disk, so it is not part of the per-image
     # cost: random unit rows shaped like VOC21's (20 classes + 33 background prompts) stand in for it.
     text = torch.nn.functional.normalize(torch.randn(53, clip.model.text_projection.shape[1]), dim=-1)
@@ -157,22 +157,17 @@ def bench_core(repeats: int, device: str) -> None:
 
 def bench_breakdown(pred, text, image, gt, repeats: int, size: int = 224) -> None:
     """Per-stage time of the paper pipeline at ``size`` (each stage timed alone on the same input)."""
-    from cliptrase.method.cliptrase import (
-        _argmax_channels,
-        collapse_background,
-        correlation_matrix,
-        patch_logits,
-    )
     from cliptrase.method.denoise import subtract_cls_row
+    from cliptrase.method.labels import argmax_channels, collapse_background, patch_logits
+    from cliptrase.method.trase import correlation_matrix
     from cliptrase.method.vote import cluster_soft_masks, majority_vote, region_map
 
     clip = pred.clip
     eps, min_samples = dbscan_settings(size)
-    opts = CLIPtraseOptions(eps=eps, min_samples=min_samples, n_foreground=20)
     x = preprocess_image(image, size, clip.mean, clip.std)[None]
-    feats = pred.encode(x, opts)
+    feats = pred.encode(x)
     logits = patch_logits(feats, text, pred.logit_scale, (size, size))
-    raw = collapse_background(_argmax_channels(logits), 20)
+    raw = collapse_background(argmax_channels(logits), 20)
     din = subtract_cls_row(correlation_matrix(feats, -2))
     labels = dbscan(din, eps, min_samples)
     k = max(int(labels.max()) + 1, 1)
@@ -185,9 +180,9 @@ def bench_breakdown(pred, text, image, gt, repeats: int, size: int = 224) -> Non
             preprocess_image(image, size, clip.mean, clip.std),
             preprocess_gt(gt_to_image(gt), size),
         ),
-        "encoder (modified tower)": lambda: pred.encode(x, opts),
+        "encoder (modified tower)": lambda: pred.encode(x),
         "logits (text product, upsample, argmax)": lambda: collapse_background(
-            _argmax_channels(patch_logits(feats, text, pred.logit_scale, (size, size))), 20
+            argmax_channels(patch_logits(feats, text, pred.logit_scale, (size, size))), 20
         ),
         "clustering (correlation, denoise, DBSCAN)": lambda: dbscan(
             subtract_cls_row(correlation_matrix(feats, -2)), eps, min_samples
@@ -231,7 +226,7 @@ def bench_precision(device: str) -> None:
         crops = [preprocess_gt(gt_to_image(g), size) for g in gts]
         row, ref = [], None
         for precision in ("fp32", "bf16", "fp16"):
-            pred = CLIPtrasePredictor(clip, precision=precision)
+            pred = Predictor(clip, precision=precision)
             out = pred(x, pred.text_classifier(ds.prompts), opts).pred.cpu().numpy()
             hist = sum(
                 confusion_matrix(map_gt(c, ds), o, ds.n_class_scored)
@@ -409,7 +404,7 @@ def table_cell(args) -> None:
     from cliptrase.harness.compose import compose_job
     from cliptrase.harness.evaluate import evaluate
     from cliptrase.harness.runtime import seed_everything
-    from cliptrase.predictor import PRECISIONS
+    from cliptrase.method.runner import PRECISIONS
     from cliptrase.utils.device import resolve_device
     from cliptrase.utils.profiling import STAGES, StageTimer, peak_rss_mb
 
@@ -470,7 +465,7 @@ def table_cell(args) -> None:
 
     if args.text_prompts:
         clip = load_clip(args.backbone, RANDOM, device=device)
-        templates = CLIPtrasePredictor(clip).templates
+        templates = Predictor(clip).templates
         names = ["cat", "dog", "potted plant", "background", "sky", "road", "person", "grass"]
         prompts = [t.format(c) for c in names for t in templates][: args.text_prompts]
         tokens = clip.tokenizer(prompts).to(device)

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from cliptrase.method.cluster import dbscan
+from cliptrase.method.runner import Predictor
 from cliptrase.models.clip import load_clip
-from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import paper_dataset, paper_options, preprocess_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +28,8 @@ GOLDEN = Path(os.environ.get("CLIPTRASE_GOLDEN_DIR", REPO / "tests" / "golden" /
 
 def check_golden() -> bool:
     index = json.loads((GOLDEN / "cases.json").read_text())
-    cpu = CLIPtrasePredictor(load_clip(weights=GOLDEN / index["weights"]))
-    gpu = CLIPtrasePredictor(load_clip(weights=GOLDEN / index["weights"], device="cuda"))
+    cpu = Predictor(load_clip(weights=GOLDEN / index["weights"]))
+    gpu = Predictor(load_clip(weights=GOLDEN / index["weights"], device="cuda"))
     ok = True
     for name, case in sorted(index["cases"].items()):
         ds = paper_dataset(case["dataset_key"])

@@ -16,9 +16,9 @@ from torchvision.transforms import InterpolationMode
 
 from cliptrase.errors import DataError, DataNotFoundError
 from cliptrase.evaluation.visualize import render_overlay
-from cliptrase.method.cliptrase import CLIPtraseOptions
+from cliptrase.method.runner import Predictor
+from cliptrase.method.trase import CLIPtraseOptions
 from cliptrase.models.clip import LoadedClip
-from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import dbscan_settings
 
 _UINT8_LABELS = 255  # label maps with more classes are written as 16-bit PNGs
@@ -71,7 +71,7 @@ def segment_image(
         eps=eps if eps is not None else eps_default,
         min_samples=min_samples if min_samples is not None else min_default,
     )
-    predictor = CLIPtrasePredictor(clip)
+    predictor = Predictor(clip)
     hw = input_size((image.height, image.width), size, predictor.encoder.patch_size[0])
     x = TF.normalize(TF.to_tensor(TF.resize(image, list(hw), InterpolationMode.BICUBIC)), clip.mean, clip.std)
     out = predictor(x[None], predictor.text_classifier(names), opts)

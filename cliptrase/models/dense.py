@@ -1,17 +1,23 @@
-"""Dense forward of an open_clip ViT: projected, L2-normalised tokens, q/k/v of chosen blocks, and a
-replaceable attention rule for the last block — built as small functions over open_clip's modules and
-weights, without modifying the model (docs/style.md §3.2).
+"""The image tower as a method sees it: an open_clip ViT run block by block, computing only what the method
+asked for (hidden states, q/k/v of any block, relative to depth), then handing the residual stream to the
+method, which may run any block again with its own attention rule and project tokens through the head.
+Built as small functions over open_clip's modules and weights, without modifying the model
+(docs/style.md §3.2; the interface is docs/method.md "Adding a method").
 
-Call graph of :meth:`DenseEncoder.__call__`::
+Call graph of :meth:`DenseEncoder.run` (what every method calls first)::
 
-    embed_patches (conv1, [CLS], positional table for this grid, ln_pre)
-      -> blocks[:-1]: open_clip's own block forward, except blocks listed in ``collect``,
-                      which run through :func:`run_block` (vanilla rule) to expose their q, k, v
-      -> blocks[-1]:  :func:`run_block` with the rule of ``LastBlockSpec``
-      -> ln_post on all tokens, @ proj, L2-normalise
+    embed (conv1, [CLS], positional table for this grid, ln_pre)
+      -> blocks before the first tapped one: open_clip's own block forward (torch.compile'd on request)
+      -> blocks up to ``request.stop``: open_clip's forward, or :func:`run_block` (vanilla rule) where the
+                                        request asks for that block's q, k, v; outputs kept where asked
+      -> TowerState (the residual stream entering block ``stop``, the taps)
+
+and of the methods' building blocks: :meth:`DenseEncoder.run_block` (any block, any registered attention
+rule, residual / FFN kept or dropped) and :meth:`DenseEncoder.head` (``ln_post`` on all tokens, ``@ proj``,
+L2-normalise). :meth:`DenseEncoder.__call__` chains them for the last-block methods.
 
 Block indices are negative and relative to depth (``-2`` = the block before the last), so 12-, 24- and
-32-block towers behave alike; they are checked against the depth when the encoder is built.
+32-block towers behave alike; they are checked against the depth when used.
 """
 
 from __future__ import annotations
@@ -78,6 +84,53 @@ class DenseFeatures:
     def patches(self) -> Tensor:
         """(B, N, E) patch tokens."""
         return self.tokens[:, 1:]
+
+
+@dataclass(frozen=True)
+class TowerRequest:
+    """What a method reads from the tower before it takes over; indices relative to depth (negative).
+
+    Attributes:
+        hidden: blocks whose output (the residual stream after the block, before ``ln_post``) is kept.
+        qkv: blocks whose q, k, v (after ``ln_1`` and the input projection, before scaling) are kept; those
+            blocks run through :func:`run_block` with the vanilla rule (the attention of any block follows
+            from its q and k).
+        stop: the first block the method runs itself; the tower runs blocks ``0 .. stop-1`` (``-1`` = all
+            but the last). Every tapped block must lie before it.
+    """
+
+    hidden: tuple[int, ...] = ()
+    qkv: tuple[int, ...] = ()
+    stop: int = -1
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "qkv"):
+            object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
+        for index in (*self.hidden, *self.qkv, self.stop):
+            if index >= 0:
+                raise ValueError(f"tower block indices are relative to depth (< 0), got {index}")
+        late = [i for i in (*self.hidden, *self.qkv) if i >= self.stop]
+        if late:
+            raise ValueError(f"blocks {late} are at or after stop={self.stop}: the method runs those itself")
+
+
+@dataclass
+class TowerState:
+    """The tower's output for a method: the residual stream entering block ``stop`` and the taps.
+
+    Attributes:
+        x: (B, 1 + N, D) batch-first tokens entering block ``stop`` (not normalised, not projected).
+        grid_hw: patch grid (h, w).
+        stop: the request's ``stop`` (negative).
+        hidden: per requested block (negative index): its output (B, 1 + N, D).
+        qkv: per requested block (negative index): q, k, v, each (B, heads, 1 + N, head_dim).
+    """
+
+    x: Tensor
+    grid_hw: tuple[int, int]
+    stop: int
+    hidden: dict[int, Tensor] = field(default_factory=dict)
+    qkv: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
 
 
 def resample_pos_embed(
@@ -255,6 +308,46 @@ class DenseEncoder:
             x = block(x)
         return x if self._batch_first else x.transpose(0, 1)
 
+    def run(self, images: Tensor, request: TowerRequest) -> TowerState:
+        """Run blocks ``0 .. request.stop - 1`` on ``images`` (B, 3, H, W), keeping what ``request`` asks.
+
+        Blocks before the first tapped one run as one unit (open_clip's own forward, compiled on request);
+        a block whose q, k, v are asked runs through :func:`run_block` with the vanilla rule.
+        """
+        stop = self.block_index(request.stop)
+        hidden = {self.block_index(i): i for i in request.hidden}
+        wanted = {self.block_index(i): i for i in request.qkv}
+        x, grid_hw = self.embed(images)
+        first = min([stop, *wanted, *hidden])  # blocks before it are open_clip's, unmodified
+        if first:
+            x = self._trunk(x, first)
+        state = TowerState(x=x, grid_hw=grid_hw, stop=request.stop)
+        for idx in range(first, stop):
+            block = self.visual.transformer.resblocks[idx]
+            if idx in wanted:
+                x, state.qkv[wanted[idx]] = run_block(block, x, LastBlockSpec(), grid_hw)
+            else:
+                x = self._run_trunk_block(block, x)
+            if idx in hidden:
+                state.hidden[hidden[idx]] = x
+        state.x = x
+        return state
+
+    def block(self, index: int) -> nn.Module:
+        """The open_clip block at ``index`` (relative to depth when negative); read, never modified."""
+        return self.visual.transformer.resblocks[self.block_index(index)]
+
+    def run_block(
+        self, index: int, x: Tensor, spec: LastBlockSpec, grid_hw: tuple[int, int]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """Block ``index`` on batch-first tokens with the rule of ``spec`` (:func:`run_block`)."""
+        return run_block(self.block(index), x, spec, grid_hw)
+
+    def head(self, x: Tensor, *, normalize: bool = True) -> Tensor:
+        """``ln_post`` on all tokens, ``@ proj``, L2-normalised unless ``normalize`` is False: (B, L, E)."""
+        tokens = self.visual.ln_post(x) @ self.visual.proj
+        return F.normalize(tokens, dim=-1) if normalize else tokens
+
     def __call__(
         self,
         images: Tensor,
@@ -263,33 +356,21 @@ class DenseEncoder:
         collect: Sequence[int] = (),
         normalize: bool = True,
     ) -> DenseFeatures:
-        """Run the tower on ``images`` (B, 3, H, W) with the last block computed as ``spec`` says.
+        """The tower with its last block computed as ``spec`` says (the last-block methods' forward).
 
         Args:
             images: normalised images; H and W multiples of the patch size.
             spec: the last block's rule.
-            collect: negative block indices whose q, k, v are returned (the last block's always can be).
+            collect: negative block indices whose q, k, v are returned (the last block's included).
             normalize: L2-normalise the projected tokens.
         """
-        last = self.depth - 1
-        wanted = {self.block_index(i): i for i in collect}
-        x, grid_hw = self.embed(images)
-        qkv: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        first = min([last, *wanted])  # blocks before it are open_clip's, unmodified
-        if first:
-            x = self._trunk(x, first)
-        for idx in range(first, self.depth):
-            block = self.visual.transformer.resblocks[idx]
-            if idx == last:
-                x, block_qkv = run_block(block, x, spec, grid_hw)
-            elif idx in wanted:
-                x, block_qkv = run_block(block, x, LastBlockSpec(), grid_hw)
-            else:
-                x = self._run_trunk_block(block, x)
-                continue
-            if idx in wanted:
-                qkv[wanted[idx]] = block_qkv
-        tokens = self.visual.ln_post(x) @ self.visual.proj
-        if normalize:
-            tokens = F.normalize(tokens, dim=-1)
-        return DenseFeatures(tokens=tokens, grid_hw=grid_hw, qkv=qkv)
+        for index in collect:
+            self.block_index(index)
+        before_last = tuple(i for i in collect if i % self.depth != self.depth - 1)
+        state = self.run(images, TowerRequest(qkv=before_last))
+        x, last_qkv = self.run_block(-1, state.x, spec, state.grid_hw)
+        qkv = dict(state.qkv)
+        for index in collect:
+            if index % self.depth == self.depth - 1:
+                qkv[index] = last_qkv
+        return DenseFeatures(tokens=self.head(x, normalize=normalize), grid_hw=state.grid_hw, qkv=qkv)

@@ -23,7 +23,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from cliptrase.method.cliptrase import CLIPtraseOptions
+from cliptrase.method.trase import CLIPtraseOptions
 
 DBSCAN_BY_SIZE: dict[int, tuple[float, int]] = {224: (0.7, 3), 336: (1.1, 7)}
 """(eps, min_samples) of the authors' script per input side S (``clip_self_correlation.py:233-234``)."""

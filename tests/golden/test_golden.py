@@ -23,8 +23,8 @@ from PIL import Image
 
 from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
 from cliptrase.method.cluster import dbscan
+from cliptrase.method.runner import Predictor
 from cliptrase.models.clip import load_clip
-from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import (
     dbscan_settings,
     gt_to_image,
@@ -62,9 +62,9 @@ def _index() -> dict:
 
 
 @cache
-def _predictor() -> CLIPtrasePredictor:
+def _predictor() -> Predictor:
     weights = GOLDEN_DIR / _index()["weights"]
-    return CLIPtrasePredictor(load_clip(weights=weights))
+    return Predictor(load_clip(weights=weights))
 
 
 @cache
@@ -95,7 +95,7 @@ def _run(name: str) -> dict:
         ]
     )
     text = pred.text_classifier(ds.prompts)
-    features = pred.encode(inputs, opts)
+    features = pred.encode(inputs)
     out = pred.segment(features, text, opts, (size, size))
     crops = [preprocess_gt(gt_to_image(z[f"{i}/gt"]), size) for i in range(n)]
     return {

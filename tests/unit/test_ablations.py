@@ -16,9 +16,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from cliptrase.datasets.config import config_dir
-from cliptrase.predictor import CLIPtrasePredictor
+from cliptrase.engine.segmentor import method_options
+from cliptrase.method.runner import Predictor
+from cliptrase.method.zoo import build_method
 from cliptrase.protocols.paper import paper_dataset, preprocess_image
-from cliptrase.segmentor import last_block_spec, method_options
 
 CONFIG_DIR = str(config_dir())
 
@@ -38,7 +39,7 @@ def _run(golden_clip, golden_dir: Path, method: dict):
         images = [z[f"{i}/image"] for i in range(2)]
         preds = [z[f"{i}/pred"] for i in range(2)]
     size = meta["image_size"]
-    pred = CLIPtrasePredictor(golden_clip, last_block=last_block_spec(method))
+    pred = Predictor(golden_clip, method=build_method(method))
     x = torch.stack(
         [preprocess_image(Image.fromarray(im), size, golden_clip.mean, golden_clip.std) for im in images]
     )

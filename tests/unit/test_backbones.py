@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cliptrase.method.cliptrase import CLIPtraseOptions
+from cliptrase.method.runner import Predictor
+from cliptrase.method.trase import CLIPtraseOptions
 from cliptrase.models.clip import RANDOM, load_clip
 from cliptrase.models.text import build_text_classifier
-from cliptrase.predictor import CLIPtrasePredictor
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from cliptrase.predictor import CLIPtrasePredictor
 def test_backbone_end_to_end(name, depth, width, patch):
     torch.manual_seed(0)
     clip = load_clip(name, RANDOM)
-    pred = CLIPtrasePredictor(clip)
+    pred = Predictor(clip)
     enc = pred.encoder
     assert (enc.depth, enc.width, enc.patch_size) == (depth, width, (patch, patch))
     assert enc.block_index(-2) == depth - 2 and enc.block_index(-1) == depth - 1

@@ -7,15 +7,11 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cliptrase.method.cliptrase import (
-    CLIPtraseOptions,
-    apply_cls_product,
-    cliptrase_segment,
-    collapse_background,
-    patch_logits,
-)
 from cliptrase.method.correlation import qkv_cosine_correlation
 from cliptrase.method.denoise import subtract_cls_row
+from cliptrase.method.labels import apply_cls_product, collapse_background, patch_logits
+from cliptrase.method.runner import Predictor
+from cliptrase.method.trase import CLIPtraseOptions, cliptrase_segment
 from cliptrase.method.vote import (
     cluster_soft_masks,
     first_argmax,
@@ -25,7 +21,6 @@ from cliptrase.method.vote import (
     region_map,
 )
 from cliptrase.models.attention import cliptrase_attention, vanilla_attention
-from cliptrase.predictor import CLIPtrasePredictor
 
 
 @pytest.mark.parametrize("shape", [(56, 56), (84, 84), (3, 3), (1, 5), (13, 40), (2, 7, 9)])
@@ -180,7 +175,7 @@ def _opts(**kw):
 
 
 def test_batched_equals_single_and_backends_agree(golden_clip):
-    pred = CLIPtrasePredictor(golden_clip)
+    pred = Predictor(golden_clip)
     x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     text = pred.text_classifier(["sky", "tree", "car", "road"])
     batched = pred(x, text, _opts())
@@ -191,7 +186,7 @@ def test_batched_equals_single_and_backends_agree(golden_clip):
 
 
 def test_no_cluster_falls_back_to_argmax(golden_clip):
-    pred = CLIPtrasePredictor(golden_clip)
+    pred = Predictor(golden_clip)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(4))
     text = pred.text_classifier(["sky", "tree", "car"])
     out = pred(x, text, _opts(eps=1e-6, min_samples=2))
@@ -200,7 +195,7 @@ def test_no_cluster_falls_back_to_argmax(golden_clip):
 
 
 def test_single_cluster_gives_one_label(golden_clip):
-    pred = CLIPtrasePredictor(golden_clip)
+    pred = Predictor(golden_clip)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     text = pred.text_classifier(["sky", "tree", "car"])
     out = pred(x, text, _opts(eps=1e6, min_samples=1))
@@ -209,10 +204,10 @@ def test_single_cluster_gives_one_label(golden_clip):
 
 
 def test_cls_product_multiplies_channels(golden_clip):
-    pred = CLIPtrasePredictor(golden_clip)
+    pred = Predictor(golden_clip)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(6))
     text = pred.text_classifier(["sky", "tree"])
-    feats = pred.encode(x, _opts())
+    feats = pred.encode(x)
     plain = cliptrase_segment(feats, text, pred.logit_scale, (224, 224), _opts(cluster=False))
     prod = apply_cls_product(plain.logits, feats, text, pred.logit_scale)
     cls_logits = pred.logit_scale * feats.cls @ text.T

@@ -172,15 +172,15 @@ def test_empty_class_list(golden_clip):
 @pytest.mark.slow
 def test_compiled_trunk_equals_eager(tiny_clip, images):
     """torch.compile of the leading blocks (inductor, CPU): tokens and q/k/v within 1e-5, same labels."""
-    from cliptrase.method.cliptrase import CLIPtraseOptions
-    from cliptrase.predictor import CLIPtrasePredictor
+    from cliptrase.method.runner import Predictor
+    from cliptrase.method.trase import CLIPtraseOptions
 
     opts = CLIPtraseOptions(eps=0.7, min_samples=3)
-    eager = CLIPtrasePredictor(tiny_clip)
-    compiled = CLIPtrasePredictor(tiny_clip, compile=True)
+    eager = Predictor(tiny_clip)
+    compiled = Predictor(tiny_clip, compile=True)
     assert compiled.encoder.compiled and not eager.encoder.compiled
     text = eager.text_classifier(["cat", "dog", "sky"])
-    a, b = eager.encode(images, opts), compiled.encode(images, opts)
+    a, b = eager.encode(images), compiled.encode(images)
     torch.testing.assert_close(b.tokens, a.tokens, atol=1e-5, rtol=0)
     for u, v in zip(a.qkv[-2], b.qkv[-2]):
         torch.testing.assert_close(v, u, atol=1e-5, rtol=0)
@@ -189,14 +189,14 @@ def test_compiled_trunk_equals_eager(tiny_clip, images):
 
 def test_random_weights_cache_keyed_by_weights(tiny_arch, monkeypatch, tmp_path):
     """Same seed -> same weights -> cache hit; another seed -> another entry, never the first's rows."""
+    from cliptrase.method.runner import Predictor
     from cliptrase.models.clip import RANDOM, load_clip
-    from cliptrase.predictor import CLIPtrasePredictor
 
     monkeypatch.setenv("CLIPTRASE_CACHE", str(tmp_path))
     rows = []
     for seed in (0, 0, 1):
         torch.manual_seed(seed)
-        pred = CLIPtrasePredictor(load_clip(tiny_arch, RANDOM), templates="imagenet80")
+        pred = Predictor(load_clip(tiny_arch, RANDOM), templates="imagenet80")
         pred.templates = pred.templates[:2]
         rows.append(pred.text_classifier(["cat", "dog"]))
     assert len(list((tmp_path / "text").glob("*.pt"))) == 2

@@ -51,7 +51,7 @@ def _protocol(name: str) -> ProtocolConfig:
 
 def _segmentor(tiny_arch: str, protocol: str, dataset: str):
     pytest.importorskip("mmseg")
-    from cliptrase.segmentor import CLIPtraseSegmentor
+    from cliptrase.engine.segmentor import CLIPtraseSegmentor
 
     torch.manual_seed(0)
     return CLIPtraseSegmentor(
@@ -77,7 +77,7 @@ def test_naclip_whole_image_voc_on_odd_sizes(tiny_arch, resized, ori):
     assert tuple(labels.shape) == ori
     # NACLIP naclip.py:64-68: grid floored to whole patches, logits stretched back over the image
     h, w = (resized[0] // 16) * 16, (resized[1] // 16) * 16
-    feats = seg.predictor.encode(image[None, :, :h, :w], seg.options)
+    feats = seg.predictor.encode(image[None, :, :h, :w])
     assert feats.grid_hw == (h // 16, w // 16)
     stretched = seg.predictor.segment(feats, seg.text, seg.options, resized).logits
     assert torch.allclose(seg.window_scores(image[None]), stretched / seg.predictor.logit_scale)
@@ -88,7 +88,7 @@ def test_clearclip_pads_small_windows(tiny_arch):
     window = torch.randn(1, 3, 100, 150)
     padded = F.pad(window, (5, 5, 6, 6))
     out = seg.predictor.segment(
-        seg.predictor.encode(padded, seg.options), seg.text, seg.options, (112, 160)
+        seg.predictor.encode(padded), seg.text, seg.options, (112, 160)
     ).logits[..., 6:106, 5:155]
     assert torch.allclose(seg.window_scores(window), out / seg.predictor.logit_scale)
     assert tuple(seg._predict_standard([window[0]], [(100, 150)])[0].shape) == (100, 150)

@@ -231,12 +231,12 @@ def golden_files(golden_clip, golden_dir, tmp_path_factory) -> dict[str, tuple[P
 
 
 def _predict(clip) -> np.ndarray:
-    from cliptrase.predictor import CLIPtrasePredictor
+    from cliptrase.method.runner import Predictor
     from cliptrase.protocols.paper import paper_dataset, paper_options
 
     g = torch.Generator().manual_seed(3)
     images = torch.randn(1, 3, 224, 224, generator=g)
-    pred = CLIPtrasePredictor(clip)
+    pred = Predictor(clip)
     ds = paper_dataset("VOC20")
     opts = paper_options(ds, 224)
     return pred(images, pred.text_classifier(ds.prompts), opts).pred.numpy()

@@ -5,7 +5,7 @@ Call graph (mirrors mmseg's ``EncoderDecoder`` docstring)::
 
     test_step -> ClipSegDataPreProcessor (x/255, RGB, CLIP mean/std: the authors' ToTensor+Normalize)
               -> predict
-                   paper:    CLIPtrasePredictor on the S x S batch -> labels (background collapsed)
+                   paper:    Predictor (method + classifier), S x S batch -> labels (background collapsed)
                    standard: per image sliding_window(window_scores, crop, stride) (crop 0: whole image)
                              window_scores: fit_to_patches (floor the grid or pad, protocol.pad_to)
                                             -> encode -> logits over the window
@@ -39,11 +39,11 @@ from torch import Tensor
 from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
 from cliptrase.inference.scoring import scores_to_labels
 from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
-from cliptrase.method.cliptrase import CLIPtraseOptions
 from cliptrase.method.pamr import pamr
+from cliptrase.method.runner import Predictor
+from cliptrase.method.trase import CLIPtraseOptions
+from cliptrase.method.zoo import build_method
 from cliptrase.models.clip import load_clip
-from cliptrase.models.dense import LastBlockSpec
-from cliptrase.predictor import CLIPtrasePredictor
 from cliptrase.protocols.paper import dbscan_settings
 from cliptrase.registry import MODELS
 from cliptrase.utils.device import resolve_device
@@ -64,17 +64,6 @@ def structured(schema: type[_Schema], value: _Schema | Mapping[str, Any]) -> _Sc
     if isinstance(value, schema):
         return value
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), dict(value)))
-
-
-def last_block_spec(method: MethodConfig | Mapping[str, Any]) -> LastBlockSpec:
-    """The last block of a method config."""
-    m = structured(MethodConfig, method)
-    return LastBlockSpec(
-        attention=m.attention,
-        keep_residual=m.keep_residual,
-        keep_ffn=m.keep_ffn,
-        params=tuple(m.attention_params.items()),
-    )
 
 
 def method_options(
@@ -148,7 +137,7 @@ class ClipSegDataPreProcessor(BaseDataPreprocessor):
 
 @MODELS.register_module()
 class CLIPtraseSegmentor(BaseSegmentor):
-    """Training-free dense CLIP segmentor: CLIPtrase, or vanilla CLIP when the method says so.
+    """Training-free dense CLIP segmentor: any registered method (``method.type``) under either protocol.
 
     Args:
         model: ``{name, pretrained, weights}`` of the backbone.
@@ -199,9 +188,10 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.model_info = clip.describe()
         super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
         self.align_corners = False
-        self.predictor = CLIPtrasePredictor(
+        self.method = build_method(self.method_cfg)  # a submodule: .to(device) and eval() reach its models
+        self.predictor = Predictor(
             clip,
-            last_block=last_block_spec(self.method_cfg),
+            method=self.method,
             pos_offset=self.settings.pos_offset,
             precision=precision,
             compile=compile,
@@ -252,7 +242,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         """
         patch = self.predictor.encoder.patch_size[0]
         fitted, out_hw, box = fit_to_patches(crops, patch, self.settings.pad_to)
-        feats = self.predictor.encode(fitted, self.options)
+        feats = self.predictor.encode(fitted, self.text)
         out = self.predictor.segment(feats, self.text, self.options, out_hw)
         if self.options.cluster and self.options.vote == "majority":
             scores = F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
@@ -301,7 +291,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """Normalised dense tokens of the (modified) tower."""
-        return self.predictor.encode(inputs, self.options).tokens
+        return self.predictor.encode(inputs, self.text).tokens
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
         """Per-prompt scores at the input size (whole-image inference)."""

@@ -1,6 +1,8 @@
-"""CLIPtrase on a loaded CLIP: dense encoder + text classifiers + method, for batches of images.
+"""A method on a loaded CLIP: dense encoder + text classifiers + the method, for batches of images.
 
-This is the object the CLI, the paper protocol and the segmentor share; it holds no dataset knowledge.
+This is the object the CLI, the paper protocol and the segmentor share; it holds no dataset knowledge. The
+method (:mod:`cliptrase.method.base`) decides what the tower computes and how features become labels; the
+predictor adds the text classifier, the precision and the device.
 """
 
 from __future__ import annotations
@@ -11,14 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cliptrase.method.cliptrase import (
-    CLIPTRASE_LAST_BLOCK,
-    CLIPtraseOptions,
-    CLIPtraseOutput,
-    cliptrase_segment,
-)
+from cliptrase.method.base import DenseMethod, MethodContext
+from cliptrase.method.labels import SegmentOutput
+from cliptrase.method.trase import CLIPtrase, CLIPtraseOptions
 from cliptrase.models.clip import LoadedClip
-from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures, LastBlockSpec
+from cliptrase.models.dense import PAPER_POS_OFFSET, DenseEncoder, DenseFeatures
 from cliptrase.models.text import cached_text_classifier, load_templates, text_weights_fingerprint
 from cliptrase.utils.profiling import stage
 
@@ -28,16 +27,16 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 """Image-tower precisions; fp32 is the exact (golden) setting."""
 
 
-class CLIPtrasePredictor:
-    """Runs CLIPtrase with a loaded CLIP (never modified).
+class Predictor:
+    """Runs a method with a loaded CLIP (never modified).
 
     Args:
         clip: the loaded model bundle.
-        last_block: rule of the last block (CLIPtrase's by default; ``LastBlockSpec()`` = vanilla CLIP).
+        method: the method (:func:`cliptrase.method.base.build_method`); default CLIPtrase as the authors.
         pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
         templates: prompt template set name.
-        precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower; the
-            tokens, correlations and everything after them are cast back to fp32.
+        precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower and the
+            method's features; the tokens, q/k/v and everything after them are cast back to fp32.
         compile: ``torch.compile`` the unmodified leading blocks of the image tower (see
             :class:`~cliptrase.models.dense.DenseEncoder`); the first call per input shape compiles.
     """
@@ -46,7 +45,7 @@ class CLIPtrasePredictor:
         self,
         clip: LoadedClip,
         *,
-        last_block: LastBlockSpec = CLIPTRASE_LAST_BLOCK,
+        method: DenseMethod | None = None,
         pos_offset: float | None = PAPER_POS_OFFSET,
         templates: str = "imagenet80",
         precision: str = "fp32",
@@ -56,7 +55,7 @@ class CLIPtrasePredictor:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = precision
         self.clip = clip
-        self.last_block = last_block
+        self.method = (method if method is not None else CLIPtrase.from_fields()).to(self.device)
         self.encoder = DenseEncoder(clip.model.visual, pos_offset=pos_offset, compile=compile)
         self.templates = load_templates(templates)
 
@@ -84,15 +83,22 @@ class CLIPtrasePredictor:
             )
 
     @torch.no_grad()
-    def encode(self, images: Tensor, opts: CLIPtraseOptions) -> DenseFeatures:
-        """Dense features of the CLIPtrase-modified tower for (B, 3, H, W) normalised images."""
-        collect = (opts.correlation_block,) if opts.cluster else ()
+    def encode(self, images: Tensor, text: Tensor | None = None) -> DenseFeatures:
+        """Dense features of the method for (B, 3, H, W) normalised images (``text``: the classifier, for
+        methods that feed a first prediction back)."""
         with stage("encoder"):
             images = images.to(self.device)
+            ctx = MethodContext(
+                images=images,
+                text=None if text is None else text.to(self.device),
+                logit_scale=self.logit_scale,
+                mean=tuple(self.clip.mean),
+                std=tuple(self.clip.std),
+            )
             if self.precision == "fp32":
-                return self.encoder(images, self.last_block, collect=collect)
+                return self.method.encode(self.encoder, ctx)
             with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
-                feats = self.encoder(images, self.last_block, collect=collect)
+                feats = self.method.encode(self.encoder, ctx)
             feats.tokens = torch.nn.functional.normalize(feats.tokens.float(), dim=-1)
             feats.qkv = {k: tuple(t.float() for t in v) for k, v in feats.qkv.items()}
             return feats
@@ -100,10 +106,10 @@ class CLIPtrasePredictor:
     @torch.no_grad()
     def segment(
         self, features: DenseFeatures, text: Tensor, opts: CLIPtraseOptions, out_hw: tuple[int, int]
-    ) -> CLIPtraseOutput:
-        """The method's post-processing on encoded features, output at ``out_hw``."""
-        return cliptrase_segment(features, text.to(self.device), self.logit_scale, out_hw, opts)
+    ) -> SegmentOutput:
+        """The method's labelling of encoded features, output at ``out_hw``."""
+        return self.method.segment(features, text.to(self.device), self.logit_scale, out_hw, opts)
 
-    def __call__(self, images: Tensor, text: Tensor, opts: CLIPtraseOptions) -> CLIPtraseOutput:
-        """CLIPtrase on a batch (B, 3, H, W) of normalised images; output at the input size."""
-        return self.segment(self.encode(images, opts), text, opts, tuple(images.shape[-2:]))
+    def __call__(self, images: Tensor, text: Tensor, opts: CLIPtraseOptions) -> SegmentOutput:
+        """The method on a batch (B, 3, H, W) of normalised images; output at the input size."""
+        return self.segment(self.encode(images, text), text, opts, tuple(images.shape[-2:]))

@@ -1,4 +1,8 @@
-"""CLIPtrase (Shao et al., ECCV 2024) as a chain of small batched functions; tensors in, tensors out.
+"""CLIPtrase (Shao et al., ECCV 2024): the method class and its labelling as a chain of small batched
+functions; tensors in, tensors out.
+
+:class:`CLIPtrase` asks the tower for the q/k/v of the correlation block (block d-1), runs the last block
+with the ``cliptrase`` rule (or an ablation's) and labels through :func:`cliptrase_segment`.
 
 Call graph of :func:`cliptrase_segment` (docs/method.md §1.1; every step cites its section)::
 
@@ -21,16 +25,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from cliptrase.method.base import METHODS, DenseMethod, method_options
 from cliptrase.method.cluster import DBSCAN_BACKENDS, dbscan
 from cliptrase.method.correlation import CORRELATIONS
 from cliptrase.method.denoise import drop_cls, subtract_cls_row
+from cliptrase.method.labels import SegmentOutput, argmax_channels, collapse_background, label_patches
 from cliptrase.method.vote import cluster_soft_masks, majority_vote, mean_logits_vote, region_map
-from cliptrase.models.dense import DenseFeatures, LastBlockSpec
+from cliptrase.models.dense import DenseFeatures, LastBlockSpec, TowerRequest
 from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
@@ -97,74 +103,6 @@ class CLIPtraseOptions:
             )
 
 
-@dataclass
-class CLIPtraseOutput:
-    """Everything the method computed, for scoring and for golden comparisons.
-
-    Attributes:
-        pred: (B, H, W) final labels (background collapsed).
-        logits: (B, C', H, W) pixel logits (region-averaged when ``vote="mean_logits"``).
-        raw_pred: (B, H, W) per-pixel argmax after background collapse, before voting.
-        corr: (B, 1 + N, 1 + N) q/k/v correlation of the correlation block.
-        dbscan_in: (B, N, N) rows given to DBSCAN.
-        labels: (B, N) DBSCAN labels (-1 = noise).
-        regions: (B, H, W) region ids, or None when no image of the batch had a cluster.
-    """
-
-    pred: Tensor
-    logits: Tensor
-    raw_pred: Tensor
-    corr: Tensor | None = None
-    dbscan_in: Tensor | None = None
-    labels: Tensor | None = None
-    regions: Tensor | None = None
-
-
-def patch_logits(
-    features: DenseFeatures, text: Tensor, logit_scale: float, out_hw: tuple[int, int]
-) -> Tensor:
-    """Pixel logits: ``logit_scale · patches @ textᵀ`` on the grid, bilinear to ``out_hw`` (§4 E.1-2).
-
-    Args:
-        features: dense output (normalised tokens).
-        text: (C', E) classifier rows.
-        logit_scale: CLIP's ``logit_scale.exp()`` (100 for OpenAI weights; argmax-neutral, kept for parity).
-        out_hw: output size.
-
-    Returns:
-        (B, C', H, W).
-    """
-    b = features.tokens.shape[0]
-    h, w = features.grid_hw
-    logits = logit_scale * features.patches @ text.t()  # (B, N, C')
-    # (B, C', h, w) as a channels-last view of the (B, N, C') product. The authors' transpose + reshape
-    # gives the same strides (for B = 1 up to the stride of the size-1 batch dim), and PyTorch computes
-    # both with its channels-last bilinear kernel, so the values are bit-identical (tested); spelling it
-    # as a permute lets PyTorch see the layout for B = 1 too and take the fast path (~10x at 224 on CPU).
-    # The result is channels-last, which also makes the channel argmax cheap.
-    logits = logits.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-    return torch.nn.functional.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
-
-
-def apply_cls_product(logits: Tensor, features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
-    """Multiply each class channel by the [CLS] logit of that class (§4 E.3; the authors' VOC20 rule)."""
-    cls_logits = logit_scale * features.cls @ text.t()  # (B, C')
-    return logits * cls_logits[:, :, None, None]
-
-
-def _argmax_channels(logits: Tensor) -> Tensor:
-    """``logits.argmax(1)`` on a channels-last layout (a no-op for :func:`patch_logits` output): same values
-    and ties, ~5x faster on CPU than the strided reduction over NCHW."""
-    return logits.contiguous(memory_format=torch.channels_last).argmax(dim=1)
-
-
-def collapse_background(preds: Tensor, n_foreground: int | None) -> Tensor:
-    """Map every background prompt (label >= C) onto the single background label C (§4 E.5)."""
-    if n_foreground is None:
-        return preds
-    return preds.clamp_max(n_foreground)
-
-
 def correlation_matrix(features: DenseFeatures, block: int, source: str = "qkv_cosine") -> Tensor:
     """(B, 1 + N, 1 + N) correlation of ``block`` (which the encoder must have collected), §4 B."""
     if block not in features.qkv:
@@ -178,7 +116,7 @@ def cliptrase_segment(
     logit_scale: float,
     out_hw: tuple[int, int],
     opts: CLIPtraseOptions,
-) -> CLIPtraseOutput:
+) -> SegmentOutput:
     """CLIPtrase prediction for a batch of equally sized inputs (docs/method.md §1.1).
 
     Args:
@@ -188,22 +126,19 @@ def cliptrase_segment(
         out_hw: output size (S, S in the paper protocol).
         opts: post-processing options.
     """
-    with stage("logits"):
-        logits = patch_logits(features, text, logit_scale, out_hw)
-        if opts.cls_product:
-            logits = apply_cls_product(logits, features, text, logit_scale)
-        raw_pred = collapse_background(_argmax_channels(logits), opts.n_foreground)
+    out = label_patches(
+        features, text, logit_scale, out_hw, n_foreground=opts.n_foreground, cls_product=opts.cls_product
+    )
     if not opts.cluster:
-        return CLIPtraseOutput(pred=raw_pred, logits=logits, raw_pred=raw_pred)
+        return out
+    logits, raw_pred = out.logits, out.raw_pred
 
     with stage("clustering"):
         corr = correlation_matrix(features, opts.correlation_block, opts.correlation)
         dbscan_in = subtract_cls_row(corr) if opts.denoise else drop_cls(corr)
         labels = dbscan(dbscan_in, opts.eps, opts.min_samples, backend=opts.dbscan)
         n_clusters = int(labels.max()) + 1
-    out = CLIPtraseOutput(
-        pred=raw_pred, logits=logits, raw_pred=raw_pred, corr=corr, dbscan_in=dbscan_in, labels=labels
-    )
+    out.corr, out.dbscan_in, out.labels = corr, dbscan_in, labels
     if n_clusters == 0:  # no image of the batch has a cluster: raw argmax (§4 G)
         return out
     with stage("post-processing"):
@@ -218,7 +153,40 @@ def cliptrase_segment(
         else:
             mean_logits = mean_logits_vote(logits, regions, n_clusters)
             out.logits = torch.where(has_cluster[:, None], mean_logits, logits)
-            voted = collapse_background(_argmax_channels(mean_logits), opts.n_foreground)
+            voted = collapse_background(argmax_channels(mean_logits), opts.n_foreground)
         out.pred = torch.where(has_cluster, voted, raw_pred)
         out.regions = regions
     return out
+
+
+@METHODS.register("CLIPtrase")
+class CLIPtrase(DenseMethod):
+    """CLIPtrase and its ablations: the last block with the config's rule (``cliptrase`` = qq+kk+vv), the
+    q/k/v of ``correlation_block`` kept for the clustering, :func:`cliptrase_segment` for the labels."""
+
+    default_last_block = CLIPTRASE_LAST_BLOCK
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.cluster = bool(getattr(cfg, "cluster", True))
+        self.correlation_block = int(getattr(cfg, "correlation_block", -2))
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """CLIPtrase clusters (``method.cluster``); its knobs are the config's fields, not ``params``."""
+        method_options(cls.Options, getattr(cfg, "params", {}) or {}, cls.__name__)
+
+    def request(self, depth: int) -> TowerRequest:
+        """The q/k/v of the correlation block when clustering (docs/method.md §4 B)."""
+        return TowerRequest(qkv=(self.correlation_block,) if self.cluster else ())
+
+    def segment(
+        self,
+        features: DenseFeatures,
+        text: Tensor,
+        logit_scale: float,
+        out_hw: tuple[int, int],
+        opts: CLIPtraseOptions,
+    ) -> SegmentOutput:
+        """Clustering and the region vote (:func:`cliptrase_segment`)."""
+        return cliptrase_segment(features, text, logit_scale, out_hw, opts)
