@@ -132,8 +132,6 @@ def test_a_method_with_extra_passes_and_knobs_runs_in_the_predictor(tiny_clip, i
 
 def test_unknown_params_and_types_are_named():
     with pytest.raises(ValueError, match=r"method.params.fctor is not a knob of method type _Scaled"):
-        ValueError, match=r"method.params.fctor is not a knob of method type _Scaled; valid: fa"
-    ):
         _Scaled.from_fields(params={"fctor": 2})
     with pytest.raises(KeyError, match=r"unknown method type 'Nope'; valid: .*CLIPtrase.*LastBlockRule"):
         method_class("Nope")
