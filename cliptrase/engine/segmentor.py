@@ -188,7 +188,8 @@ class CLIPtraseSegmentor(BaseSegmentor):
         self.model_info = clip.describe()
         super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
         self.align_corners = False
-        self.method = build_method(self.method_cfg)  # a submodule: .to(device) and eval() reach its models
+        # a submodule: .to(device) and eval() reach the models a method holds
+        self.method = build_method(self.method_cfg, dataset_name)
         self.predictor = Predictor(
             clip,
             method=self.method,

@@ -71,20 +71,36 @@ def last_block_of(cfg: Any) -> LastBlockSpec:
     )
 
 
-def method_options(options_type: type, params: Mapping[str, Any], method_type: str) -> Any:
-    """``options_type(**params)``, with unknown or ill-typed keys named in one line.
+BY_DATASET = "by_dataset"
+"""Key of ``method.params`` holding per-dataset knob values: ``{by_dataset: {voc21: {knob: value}}}``."""
+
+
+def method_options(
+    options_type: type, params: Mapping[str, Any], method_type: str, dataset: str | None = None
+) -> Any:
+    """``options_type(**params)`` for ``dataset``: ``params[by_dataset][dataset]`` replaces the general values
+    (a method's own per-dataset settings, e.g. ResCLIP's ``temp_thd``); every key is checked, also the
+    per-dataset ones of other datasets.
 
     Raises:
-        ValueError: naming the key, the method type and the valid keys.
+        ValueError: an unknown or ill-typed key, naming it, the method type and the valid keys.
     """
+    params = dict(params)
+    per_dataset = dict(params.pop(BY_DATASET, None) or {})
     fields = {f.name for f in dataclasses.fields(options_type)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "none"
-        raise ValueError(
-            f"method.params.{unknown[0]} is not a knob of method type {method_type}; valid: {valid}"
-        )
-    return options_type(**dict(params))
+    valid = ", ".join(sorted(fields)) or "none"
+    for where, values in [("", params), *((f"{BY_DATASET}.{d}.", dict(v)) for d, v in per_dataset.items())]:
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(
+                f"method.params.{where}{unknown[0]} is not a knob of method type {method_type}; valid: {valid}"
+            )
+    if dataset is not None:
+        params.update(per_dataset.get(dataset, {}))
+    try:
+        return options_type(**params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"method.params of method type {method_type}: {err}") from None
 
 
 class DenseMethod(nn.Module):
@@ -95,16 +111,20 @@ class DenseMethod(nn.Module):
 
     Args:
         cfg: the validated method config (``cliptrase.config.MethodConfig``, or any object with its fields).
+        dataset: the benchmark, for the knobs ``method.params.by_dataset`` sets per dataset (None: the
+            general values).
     """
 
     Options: ClassVar[type] = NoOptions
     default_last_block: ClassVar[LastBlockSpec] = LastBlockSpec()
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, dataset: str | None = None) -> None:
         super().__init__()
         self.name: str = cfg.name
+        self.dataset = dataset
         self.last_block = last_block_of(cfg)
-        self.options = method_options(self.Options, getattr(cfg, "params", {}) or {}, type(self).__name__)
+        params = getattr(cfg, "params", {}) or {}
+        self.options = method_options(self.Options, params, type(self).__name__, dataset)
 
     @classmethod
     def from_fields(
@@ -112,6 +132,7 @@ class DenseMethod(nn.Module):
         last_block: LastBlockSpec | None = None,
         *,
         params: Mapping[str, Any] | None = None,
+        dataset: str | None = None,
         **fields: Any,
     ) -> DenseMethod:
         """The method from plain values instead of a config (library use, tests): ``last_block`` (default:
@@ -126,7 +147,7 @@ class DenseMethod(nn.Module):
             params=dict(params or {}),
             **fields,
         )
-        return cls(cfg)
+        return cls(cfg, dataset)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

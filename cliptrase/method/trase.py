@@ -166,8 +166,8 @@ class CLIPtrase(DenseMethod):
 
     default_last_block = CLIPTRASE_LAST_BLOCK
 
-    def __init__(self, cfg: Any) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: Any, dataset: str | None = None) -> None:
+        super().__init__(cfg, dataset)
         self.cluster = bool(getattr(cfg, "cluster", True))
         self.correlation_block = int(getattr(cfg, "correlation_block", -2))
 

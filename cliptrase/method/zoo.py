@@ -40,8 +40,8 @@ def method_types() -> list[str]:
     return METHODS.names()
 
 
-def build_method(cfg: Any) -> DenseMethod:
+def build_method(cfg: Any, dataset: str | None = None) -> DenseMethod:
     """The method of a validated method config (or a mapping of its fields): ``method_class(type)(cfg)``."""
     if isinstance(cfg, Mapping):
         cfg = SimpleNamespace(**cfg)
-    return method_class(cfg.type)(cfg)
+    return method_class(cfg.type)(cfg, dataset)

@@ -164,3 +164,12 @@ def test_every_shipped_method_config_builds_its_class(name):
     method = build_method(groups["method"])
     assert isinstance(method, CLIPtrase if name == "cliptrase" else LastBlockRule)
     assert method.last_block.attention == groups["method"].attention
+
+
+def test_per_dataset_knobs_replace_the_general_ones():
+    params = {"factor": 2.0, "by_dataset": {"voc21": {"factor": 0.5}}}
+    assert _Scaled.from_fields(params=params, dataset="voc21").options.factor == 0.5
+    assert _Scaled.from_fields(params=params, dataset="ade150").options.factor == 2.0
+    assert _Scaled.from_fields(params=params).options.factor == 2.0
+    with pytest.raises(ValueError, match=r"method.params.by_dataset.ade150.fctor is not a knob"):
+        _Scaled.from_fields(params={"by_dataset": {"ade150": {"fctor": 1}}}, dataset="voc21")
