@@ -93,7 +93,8 @@ def method_options(
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ValueError(
-                f"method.params.{where}{unknown[0]} is not a knob of method type {method_type}; valid: {valid}"
+                f"method.params.{where}{unknown[0]} is not a knob of method type {method_type}; "
+                f"valid: {valid}"
             )
     if dataset is not None:
         params.update(per_dataset.get(dataset, {}))
