@@ -18,7 +18,7 @@ from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
 
 CONFIG_DIR = config_dir()
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
-PRESETS = ("standard", "sclip", "naclip", "clearclip", "proxyclip")
+PRESETS = ("standard", "sclip", "naclip", "clearclip", "proxyclip", "scclip")
 
 _BASE = {"crop": 224, "stride": 112, "logit_scale": 40.0, "prob_thd": 0.0, "area_thd": None, "pamr_steps": 0}
 _BG_THD = {"voc21": 0.1, "context60": 0.1, "coco_object": 0.1}
@@ -74,6 +74,15 @@ EXPECTED: dict[str, tuple[dict, dict[str, dict]]] = {
             "coco_object": {"prob_thd": 0.25},
             "ade150": {"short_side": 448},
             "cityscapes": {"short_side": 448, "crop": 224},
+        },
+    ),
+    "scclip": (  # SuleBai/SC-CLIP configs/cfg_*.py, scclip_segmentor.py:19-21 (COCO-Stuff 336, unlike SCLIP)
+        {**_BASE, "short_side": 336, "pad_to": 0, "pos_offset": 0.1, "vocab": "standard"},
+        {
+            "voc21": {"logit_scale": 50.0, "prob_thd": 0.15, "area_thd": 0.1},
+            "context60": {"prob_thd": 0.15},
+            "coco_object": {"logit_scale": 55.0, "prob_thd": 0.35},
+            "cityscapes": {"short_side": 560},
         },
     ),
 }
