@@ -86,7 +86,7 @@ class SCCLIPOptions:
             raise ValueError("lof_neighbors must be >= 1 and 0 < lof_contamination < 1")
 
 
-def lof_scores(tokens: Tensor, n_neighbors: int) -> Tensor:
+def lof_scores(tokens: Tensor, n_neighbors: int, *, chunk_elements: int = LOF_CHUNK_ELEMENTS) -> Tensor:
     """SC-CLIP's local outlier factor of every token, per window (``clip/model.py:208-220``).
 
     Their variant, not the textbook LOF: distances are *squared* Euclidean (the norm of the explicit
@@ -98,6 +98,7 @@ def lof_scores(tokens: Tensor, n_neighbors: int) -> Tensor:
     Args:
         tokens: (B, N, C) patch tokens of B windows.
         n_neighbors: k (30).
+        chunk_elements: bound on the difference tensor built at once (:data:`LOF_CHUNK_ELEMENTS`).
 
     Returns:
         (B, N) scores.
@@ -108,12 +109,9 @@ def lof_scores(tokens: Tensor, n_neighbors: int) -> Tensor:
     b, n, c = tokens.shape
     if n < n_neighbors + 1:
         raise ValueError(f"SC-CLIP's LOF needs more than {n_neighbors} tokens per window, got {n}")
-    per_chunk = max(1, LOF_CHUNK_ELEMENTS // max(1, n * n * c))
+    per_chunk = max(1, chunk_elements // max(1, n * n * c))
     distances = torch.cat(
-        [
-            torch.norm(part[:, :, None] - part[:, None, :], dim=3, p=2) ** 2
-            for part in tokens.split(per_chunk)
-        ]
+        [torch.norm(part[:, :, None] - part[:, None, :], dim=3, p=2) ** 2 for part in tokens.split(per_chunk)]
     )
     knn_d, knn_i = torch.topk(distances, k=n_neighbors + 1, dim=-1, largest=False)
     knn_d, knn_i = knn_d[..., 1:], knn_i[..., 1:]
