@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from cliptrase.method import scclip  # noqa: F401  (registers SCCLIP)
-from cliptrase.method import trase  # noqa: F401  (registers CLIPtrase)
+from cliptrase.method import (
+    scclip,  # noqa: F401  (registers SCCLIP)
+    trase,  # noqa: F401  (registers CLIPtrase)
+)
 from cliptrase.method.base import METHODS, DenseMethod
 
 
