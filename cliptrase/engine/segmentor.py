@@ -243,7 +243,8 @@ class CLIPtraseSegmentor(BaseSegmentor):
         """
         patch = self.predictor.encoder.patch_size[0]
         fitted, out_hw, box = fit_to_patches(crops, patch, self.settings.pad_to)
-        feats = self.predictor.encode(fitted, self.text)
+        window = fit_to_patches(crops, 1, self.settings.pad_to)[0]  # padded, grid not floored
+        feats = self.predictor.encode(fitted, self.text, window=window)
         out = self.predictor.segment(feats, self.text, self.options, out_hw)
         if self.options.cluster and self.options.vote == "majority":
             scores = F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()

@@ -51,6 +51,9 @@ class MethodContext:
         logit_scale: CLIP's ``logit_scale.exp()``.
         mean: CLIP's RGB mean (0..1 scale), to undo the normalisation.
         std: CLIP's RGB std (0..1 scale).
+        window: (B, 3, H', W') the whole window before its patch grid was floored (padded where the
+            protocol pads): ``images`` is its top-left ``h·p × w·p`` part. None: ``images`` itself. For
+            methods that work on the window's pixels (ResCLIP's first prediction and its PAMR).
     """
 
     images: Tensor
@@ -58,6 +61,7 @@ class MethodContext:
     logit_scale: float
     mean: tuple[float, ...] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, ...] = (0.26862954, 0.26130258, 0.27577711)
+    window: Tensor | None = None
 
 
 def last_block_of(cfg: Any) -> LastBlockSpec:

@@ -83,9 +83,10 @@ class Predictor:
             )
 
     @torch.no_grad()
-    def encode(self, images: Tensor, text: Tensor | None = None) -> DenseFeatures:
+    def encode(self, images: Tensor, text: Tensor | None = None, window: Tensor | None = None) -> DenseFeatures:
         """Dense features of the method for (B, 3, H, W) normalised images (``text``: the classifier, for
-        methods that feed a first prediction back)."""
+        methods that feed a first prediction back; ``window``: the whole window ``images`` was cut from,
+        :attr:`MethodContext.window`)."""
         with stage("encoder"):
             images = images.to(self.device)
             ctx = MethodContext(
@@ -94,6 +95,7 @@ class Predictor:
                 logit_scale=self.logit_scale,
                 mean=tuple(self.clip.mean),
                 std=tuple(self.clip.std),
+                window=None if window is None else window.to(self.device),
             )
             if self.precision == "fp32":
                 return self.method.encode(self.encoder, ctx)

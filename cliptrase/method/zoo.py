@@ -1,6 +1,6 @@
 """Every built-in method, imported once so that each registers its class, and the lookup of a config's
 ``method.type``: a registered name, or ``package.module.ClassName`` for a user's own method outside the
-package (docs/method.md "Adding a method").
+package (docs/methods.md "Adding a method").
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cliptrase.method import (
+    resclip,  # noqa: F401  (registers ResCLIP)
     scclip,  # noqa: F401  (registers SCCLIP)
     trase,  # noqa: F401  (registers CLIPtrase)
 )
