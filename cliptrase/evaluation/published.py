@@ -10,6 +10,10 @@ Every number below was measured by its authors with OpenAI CLIP ViT-B/16 under o
 * CLIP, MaskCLIP, SCLIP and ClearCLIP, ``clearclip``: mc-lan/ClearCLIP README.md:90-93
   (``assets/results.png``, its Table 2, ViT-B rows: the five datasets without background, "using our
   implementation").
+* ResCLIP (NACLIP-based, the release's main result), ``resclip``: yvhangyang/ResCLIP README.md
+  ``figs/main_results_wo.png`` / ``figs/main_results_w.png``, the "NACLIP + ResCLIP" rows, ViT-B/16 and
+  ViT-L/14 (:data:`OTHER_BACKBONE_ROWS`; the release runs L/14 with the same configs, ``clip_path``
+  changed, configs/base_config.py:4). Measured in fp16 on GPU (``clip.load``); a CPU run is fp32.
 
 Rows that no released artefact states were dropped: CLIPtrase under ``standard`` (the README 224 row with a
 Cityscapes 21.3 of unknown origin), CLIP (Trident figure), MaskCLIP and ClearCLIP on VOC21 / PC60 / Object
@@ -121,6 +125,10 @@ ROWS: dict[tuple[str, str], PublishedRow] = {
     ("clearclip", "clearclip"): PublishedRow(
         _row(voc20=80.9, pc59=35.9, stuff=23.9, city=30.0, ade=16.7), _CLEARCLIP_TABLE2
     ),
+    ("resclip", "resclip"): PublishedRow(
+        _row(voc21=61.1, pc60=33.5, obj=35.0, voc20=86.0, pc59=36.8, stuff=24.7, city=35.9, ade=18.0),
+        "yvhangyang/ResCLIP README.md figs/main_results_wo.png / main_results_w.png (NACLIP + ResCLIP, ViT-B/16)",
+    ),
 }
 """(method config name, protocol preset) -> its published row."""
 
@@ -144,10 +152,20 @@ def row_label(method: str, model: str, protocol: str) -> str:
     return _LABEL_SEP.join((method, model, protocol))
 
 
-PUBLISHED: dict[str, PublishedRow] = {
-    row_label(method, PUBLISHED_MODEL, protocol): row for (method, protocol), row in ROWS.items()
+OTHER_BACKBONE_ROWS: dict[tuple[str, str, str], PublishedRow] = {
+    ("resclip", "vit_l14_openai", "resclip"): PublishedRow(
+        _row(voc21=54.1, pc60=30.9, obj=32.5, voc20=85.5, pc59=34.5, stuff=23.4, city=33.7, ade=18.2),
+        "yvhangyang/ResCLIP README.md figs/main_results_wo.png / main_results_w.png (NACLIP + ResCLIP, ViT-L/14)",
+    ),
 }
-"""Row label (with :data:`PUBLISHED_MODEL`) -> dataset -> mIoU: ready for ``build_table(published=...)``."""
+"""(method, model slug, protocol) -> published row measured with another backbone than
+:data:`PUBLISHED_MODEL` (matched only by a run of exactly that model)."""
+
+PUBLISHED: dict[str, PublishedRow] = {
+    **{row_label(method, PUBLISHED_MODEL, protocol): row for (method, protocol), row in ROWS.items()},
+    **{row_label(*key): row for key, row in OTHER_BACKBONE_ROWS.items()},
+}
+"""Row label -> dataset -> mIoU: ready for ``build_table(published=...)``."""
 
 
 def _is_subset(extras: str) -> bool:
@@ -176,4 +194,6 @@ def published_for_rows(
         row = published_row(method, protocol)
         if row is not None and model in models:
             matched[label] = row
+        elif (method, model, protocol) in OTHER_BACKBONE_ROWS:
+            matched[label] = OTHER_BACKBONE_ROWS[(method, model, protocol)]
     return matched

@@ -18,7 +18,7 @@ from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
 
 CONFIG_DIR = config_dir()
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
-PRESETS = ("standard", "sclip", "naclip", "clearclip", "proxyclip", "scclip")
+PRESETS = ("standard", "sclip", "naclip", "clearclip", "proxyclip", "scclip", "resclip")
 
 _BASE = {"crop": 224, "stride": 112, "logit_scale": 40.0, "prob_thd": 0.0, "area_thd": None, "pamr_steps": 0}
 _BG_THD = {"voc21": 0.1, "context60": 0.1, "coco_object": 0.1}
@@ -82,6 +82,16 @@ EXPECTED: dict[str, tuple[dict, dict[str, dict]]] = {
             "voc21": {"logit_scale": 50.0, "prob_thd": 0.15, "area_thd": 0.1},
             "context60": {"prob_thd": 0.15},
             "coco_object": {"logit_scale": 55.0, "prob_thd": 0.35},
+            "cityscapes": {"short_side": 560},
+        },
+    ),
+    "resclip": (  # yvhangyang/ResCLIP@0e085f7 configs/cfg_*.py, resclip_segmentor.py:23-26, 83-87
+        {**_BASE, "short_side": 336, "pad_to": 0, "pos_offset": 0.1, "vocab": "standard"},
+        {
+            "voc21": {"crop": 0, "prob_thd": 0.1},
+            "voc20": {"crop": 0},
+            "context60": {"prob_thd": 0.1},
+            "coco_object": {"prob_thd": 0.1},
             "cityscapes": {"short_side": 560},
         },
     ),
@@ -150,6 +160,7 @@ def test_published_rows_sit_on_their_presets():
     assert set(ROWS) == {
         ("cliptrase", "paper224"), ("cliptrase", "paper336"), ("sclip", "sclip"), ("naclip", "naclip"),
         ("clip", "clearclip"), ("maskclip", "clearclip"), ("sclip", "clearclip"), ("clearclip", "clearclip"),
+        ("resclip", "resclip"),
     }  # fmt: skip
     # sinahmr/NACLIP README.md:58-89: columns VOC21, PC60, Object, VOC20, Cityscapes, PC59, ADE20K, Stuff
     assert PUBLISHED["naclip | vit_b16_openai | naclip"] == {
@@ -167,3 +178,19 @@ def test_tables_compare_only_the_same_metric():
     assert _comparable(row, "paper_scores")
     assert not _comparable(row, "mmseg_iou")
     assert _comparable({"voc21": 50.0}, "mmseg_iou")  # a bare mapping states no metric
+
+
+def test_resclip_rows_as_its_readme_figures_print_them():
+    """yvhangyang/ResCLIP README figs/main_results_w.png (VOC21, PC60, Object) and main_results_wo.png
+    (VOC20, PC59, Stuff, Cityscapes, ADE): the "NACLIP + ResCLIP" rows, ViT-B/16 and ViT-L/14."""
+    assert PUBLISHED["resclip | vit_b16_openai | resclip"] == {
+        "voc21": 61.1, "context60": 33.5, "coco_object": 35.0, "voc20": 86.0,
+        "context59": 36.8, "coco_stuff171": 24.7, "cityscapes": 35.9, "ade150": 18.0,
+    }  # fmt: skip
+    large = "resclip | vit_l14_openai | resclip"
+    assert PUBLISHED[large] == {
+        "voc21": 54.1, "context60": 30.9, "coco_object": 32.5, "voc20": 85.5,
+        "context59": 34.5, "coco_stuff171": 23.4, "cityscapes": 33.7, "ade150": 18.2,
+    }  # fmt: skip
+    assert published_for_rows([large, "resclip | vit_l14_openai | standard"]) == {large: PUBLISHED[large]}
+    assert (CONFIG_DIR / "model" / "vit_l14_openai.yaml").is_file()
