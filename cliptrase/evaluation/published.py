@@ -96,6 +96,7 @@ class PublishedRow(Mapping[str, float]):
         return len(self.numbers)
 
 
+_RESCLIP_FIGS = "yvhangyang/ResCLIP README.md figs/main_results_wo.png / main_results_w.png"
 _CLEARCLIP_TABLE2 = "mc-lan/ClearCLIP README.md:90-93, assets/results.png (Table 2, ViT-B rows)"
 
 ROWS: dict[tuple[str, str], PublishedRow] = {
@@ -127,7 +128,7 @@ ROWS: dict[tuple[str, str], PublishedRow] = {
     ),
     ("resclip", "resclip"): PublishedRow(
         _row(voc21=61.1, pc60=33.5, obj=35.0, voc20=86.0, pc59=36.8, stuff=24.7, city=35.9, ade=18.0),
-        "yvhangyang/ResCLIP README.md figs/main_results_wo.png / main_results_w.png (NACLIP + ResCLIP, ViT-B/16)",
+        _RESCLIP_FIGS + " (NACLIP + ResCLIP, ViT-B/16)",
     ),
 }
 """(method config name, protocol preset) -> its published row."""
@@ -155,7 +156,7 @@ def row_label(method: str, model: str, protocol: str) -> str:
 OTHER_BACKBONE_ROWS: dict[tuple[str, str, str], PublishedRow] = {
     ("resclip", "vit_l14_openai", "resclip"): PublishedRow(
         _row(voc21=54.1, pc60=30.9, obj=32.5, voc20=85.5, pc59=34.5, stuff=23.4, city=33.7, ade=18.2),
-        "yvhangyang/ResCLIP README.md figs/main_results_wo.png / main_results_w.png (NACLIP + ResCLIP, ViT-L/14)",
+        _RESCLIP_FIGS + " (NACLIP + ResCLIP, ViT-L/14)",
     ),
 }
 """(method, model slug, protocol) -> published row measured with another backbone than

@@ -6,7 +6,7 @@ constant cited there); computes what ``clip/model.py`` ``VisionTransformer.forwa
 on CPU in fp32. Call graph of :meth:`ResCLIP.features`::
 
     embed                              (the tower: conv1, [CLS], (g+0.1)/g0 positional table, ln_pre)
-    blocks 0 .. D-2: explicit_block    softmax(bmm(q·s, kᵀ)) per head, maps kept       model.py:318-323, 597-599
+    blocks 0 .. D-2: explicit_block    softmax(bmm(q·s, kᵀ)) per head, maps kept       model.py:318-323
     rcs_map                            mean of the maps of rcs_blocks (5..8)           model.py:326-332
     first pass of the last block       resclip_attention without SFR                   model.py:242-260
     first_prediction                   cos vs the prompts, bilinear to the window, PAMR(10, (8, 16)),
@@ -135,7 +135,8 @@ def gaussian_window(dims: tuple[int, int], std: float) -> Tensor:
     axes = []
     for dim in dims:
         start = -(dim - 1) / 2.0
-        axes.append(torch.linspace(start * constant, (start + (dim - 1)) * constant, dim, dtype=torch.float32))
+        end = (start + (dim - 1)) * constant
+        axes.append(torch.linspace(start * constant, end, dim, dtype=torch.float32))
     yy, xx = torch.meshgrid(*axes, indexing="ij")
     return torch.exp(-(torch.stack((yy, xx)) ** 2).sum(0))
 
@@ -380,7 +381,9 @@ class ResCLIP(DenseMethod):
         for index in self.options.rcs_blocks:
             i = index if index >= 0 else depth + index
             if not 0 <= i < depth - 1:
-                raise ValueError(f"rcs block {index} is not one of blocks 0..{depth - 2} of a {depth}-block tower")
+                raise ValueError(
+                    f"rcs block {index} is not one of blocks 0..{depth - 2} of a {depth}-block tower"
+                )
             out.append(i)
         return out
 

@@ -83,7 +83,9 @@ class Predictor:
             )
 
     @torch.no_grad()
-    def encode(self, images: Tensor, text: Tensor | None = None, window: Tensor | None = None) -> DenseFeatures:
+    def encode(
+        self, images: Tensor, text: Tensor | None = None, window: Tensor | None = None
+    ) -> DenseFeatures:
         """Dense features of the method for (B, 3, H, W) normalised images (``text``: the classifier, for
         methods that feed a first prediction back; ``window``: the whole window ``images`` was cut from,
         :attr:`MethodContext.window`)."""

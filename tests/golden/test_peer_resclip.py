@@ -1,10 +1,10 @@
-"""ResCLIP exactness: ``cliptrase-eval method=resclip protocol=resclip`` against ResCLIP's own released harness.
+"""ResCLIP exactness: ``cliptrase-eval method=resclip protocol=resclip`` against ResCLIP's released harness.
 
-The references (``tests/golden/peers/resclip_<case>.npz``: per image stem, the label map ``pred_sem_seg`` the
-release's ``eval.py`` stored) were made by yvhangyang/ResCLIP@0e085f7 on CPU in fp32 with the golden tiny CLIP,
-on the synthetic miniatures of ``tests/helpers/peer_data.py`` (tests/golden/peers/README.md). Here the same
-data is written again, evaluated through the whole harness (Hydra config, dataset pipeline, segmentor,
-method), and every image's labels are compared pixel by pixel.
+The references (``tests/golden/peers/resclip_<case>.npz``: per image stem, the label map ``pred_sem_seg``
+the release's ``eval.py`` stored) were made by yvhangyang/ResCLIP@0e085f7 on CPU in fp32 with the golden
+tiny CLIP, on the synthetic miniatures of ``tests/helpers/peer_data.py``
+(tests/golden/peers/README.md). Here the same data is written again, evaluated through the whole harness
+(Hydra config, dataset pipeline, segmentor, method), and every image's labels are compared pixel by pixel.
 
 Acceptance: >= 99.9 % of the pixels of every image equal. The one known source of difference is the
 preprocessing arithmetic (the release's mmseg ``(x - 255·mean) / (255·std)`` against cliptrase's

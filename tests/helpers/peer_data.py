@@ -15,6 +15,7 @@ Gaussian noise (sigma 12), JPEG quality 90. Label maps follow the shapes (VOC: c
 ring of width 3 around each object, background 0; ADE: ids 1..150 for every region incl. background
 region, 0 = 'other' for a few unlabelled strips). Everything is seeded (numpy default_rng(seed)).
 """
+
 from __future__ import annotations
 
 import sys
@@ -80,10 +81,10 @@ def ring(mask: np.ndarray, width: int = 3) -> np.ndarray:
     H, W = mask.shape
     for dy in range(-width, width + 1):
         for dx in range(-width, width + 1):
-            sh = pad[width + dy:width + dy + H, width + dx:width + dx + W]
-            dil[width:width + H, width:width + W] |= sh
-            ero[width:width + H, width:width + W] &= sh
-    return (dil & ~ero)[width:width + H, width:width + W]
+            sh = pad[width + dy : width + dy + H, width + dx : width + dx + W]
+            dil[width : width + H, width : width + W] |= sh
+            ero[width : width + H, width : width + W] &= sh
+    return (dil & ~ero)[width : width + H, width : width + W]
 
 
 def write_voc(out: Path) -> None:

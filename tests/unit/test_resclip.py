@@ -1,7 +1,7 @@
-"""ResCLIP (method/resclip.py) piece by piece on hand-made tensors, its configs and preset, and batching.
+"""ResCLIP (method/resclip.py) piece by piece on hand-made tensors, its configs and preset, batching.
 
-What the released code computes is in docs/methods.md "ResCLIP"; the end-to-end check against the release's own
-harness is tests/golden/test_peer_resclip.py.
+What the released code computes is in docs/methods.md "ResCLIP"; the end-to-end check against the release's
+own harness is tests/golden/test_peer_resclip.py.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from cliptrase.method.zoo import build_method
 from cliptrase.models.attention import neighbourhood_bias
 from cliptrase.models.dense import DenseEncoder
 
-# -- patch labels ---------------------------------------------------------------------------------------------
+# -- patch labels --------------------------------------------------------------------------------------------
 
 
 def _one_hot_probs(pred: torch.Tensor, n: int, top: float = 0.9) -> torch.Tensor:
@@ -65,7 +65,7 @@ def test_patch_labels_low_confidence_is_prompt_zero_and_rest_dropped():
     assert labels.tolist() == [[[0, 0], [0, 2]]]
 
 
-# -- check_path and the SFR matrix ----------------------------------------------------------------------------
+# -- check_path and the SFR matrix ---------------------------------------------------------------------------
 
 
 def test_check_path_samples_only_steps_over_global_max_of_the_segment():
@@ -148,7 +148,7 @@ def test_blur_is_1d_over_the_flattened_index_with_an_odd_kernel():
     assert out[0, 14] > 0 and out[0, 15] == 0  # 21 taps reach 10 to each side
 
 
-# -- attention ------------------------------------------------------------------------------------------------
+# -- attention -----------------------------------------------------------------------------------------------
 
 
 def test_neighbourhood_term_equals_the_one_hot_convolution_bit_for_bit():
@@ -197,8 +197,16 @@ def test_attention_formula_of_each_base_rule(attention):
         a = torch.softmax(mix_s(torch.matmul(q * s, k.transpose(-1, -2))), -1)
     expected = (tau_r * ((1 - lam_r) * a + lam_r * rcs)) @ v
     out = resclip_attention(
-        q, k, v, attention=attention, grid_hw=grid, gaussian_std=5.0, rcs=rcs, rcs_weights=(tau_r, lam_r),
-        sfr=sfr, sfr_weights=(tau_s, lam_s),
+        q,
+        k,
+        v,
+        attention=attention,
+        grid_hw=grid,
+        gaussian_std=5.0,
+        rcs=rcs,
+        rcs_weights=(tau_r, lam_r),
+        sfr=sfr,
+        sfr_weights=(tau_s, lam_s),
     )
     assert torch.equal(out, expected)
 
@@ -234,7 +242,7 @@ def test_explicit_block_matches_open_clips_block(tiny_clip):
     torch.testing.assert_close(attn.sum(-1), torch.ones(2, block.attn.num_heads, 17))
 
 
-# -- options, configs, preset ---------------------------------------------------------------------------------
+# -- options, configs, preset --------------------------------------------------------------------------------
 
 
 def test_options_reject_what_the_release_rejects():
@@ -252,11 +260,12 @@ def test_rcs_blocks_count_from_the_input_as_released():
     assert method.rcs_indices(24) == [5, 6, 7, 8]  # the release's hard-coded range(5, 9) on ViT-L/14
     relative = ResCLIP.from_fields(params={"rcs_blocks": [-7, -6, -5, -4]})
     assert relative.rcs_indices(12) == [5, 6, 7, 8] and relative.rcs_indices(24) == [17, 18, 19, 20]
-    with pytest.raises(ValueError, match="rcs block 5 is not one of blocks 0..2"):
+    with pytest.raises(ValueError, match=r"rcs block 5 is not one of blocks 0\.\.2"):
         method.rcs_indices(4)
 
 
-CFG_VALUES = {  # yvhangyang/ResCLIP@0e085f7 configs/cfg_<dataset>.py: temp_thd, attn_rcs_weights, attn_sfr_weights
+# yvhangyang/ResCLIP@0e085f7 configs/cfg_<dataset>.py: temp_thd, attn_rcs_weights, attn_sfr_weights
+CFG_VALUES = {
     "voc21": (0.50, (2.0, 0.3), (2.2, 0.7)),  # cfg_voc21.py:8-11
     "context60": (0.30, (2.0, 0.3), (1.8, 0.7)),  # cfg_context60.py:7-10
     "coco_object": (0.11, (2.0, 0.4), (1.8, 0.7)),  # cfg_coco_object.py:7-10
@@ -276,12 +285,17 @@ def test_config_knobs_per_dataset_are_the_released_ones(dataset):
     assert (o.temp_thd, o.attn_rcs_weights, o.attn_sfr_weights) == CFG_VALUES[dataset]
     assert (o.attention, o.arch, o.gaussian_std, o.rcs_blocks) == ("naclip", "wo_resi", 5.0, (5, 6, 7, 8))
     assert (o.delete_same_entity, o.sfr_logit_scale, o.sfr_pamr_steps, o.sfr_pamr_dilations) == (
-        True, 40.0, 10, (8, 16),
+        True,
+        40.0,
+        10,
+        (8, 16),
     )
 
 
-@pytest.mark.parametrize(("name", "attention", "arch"), [("resclip_sclip", "sclip", "w_resi"),
-                                                          ("resclip_clearclip", "clearclip", "wo_resi")])
+@pytest.mark.parametrize(
+    ("name", "attention", "arch"),
+    [("resclip_sclip", "sclip", "w_resi"), ("resclip_clearclip", "clearclip", "wo_resi")],
+)
 def test_variant_configs(name, attention, arch):
     groups = validate(compose_eval([f"method={name}", "protocol=resclip", "dataset=voc21"]))
     o = build_method(groups["method"], "voc21").options
@@ -289,11 +303,11 @@ def test_variant_configs(name, attention, arch):
 
 
 def test_generic_last_block_fields_are_refused():
-    with pytest.raises(ValueError, match="method.attention"):
+    with pytest.raises(ValueError, match=r"method\.attention"):
         validate(compose_eval(["method=resclip", "method.attention=naclip", "dataset=voc21"]))
 
 
-# -- the method end to end: batching ---------------------------------------------------------------------------
+# -- the method end to end: batching -------------------------------------------------------------------------
 
 
 def test_batched_windows_equal_one_window_at_a_time(golden_clip):
