@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cliptrase.method import (
+    proxyclip,  # noqa: F401  (registers ProxyCLIP)
     resclip,  # noqa: F401  (registers ResCLIP)
     scclip,  # noqa: F401  (registers SCCLIP)
     trase,  # noqa: F401  (registers CLIPtrase)
