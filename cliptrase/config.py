@@ -107,6 +107,8 @@ class DatasetProtocol:
     pad_to: int
     metric: str
     vocab: str
+    pixel_mean: tuple[float, ...] | None = None
+    pixel_std: tuple[float, ...] | None = None
 
 
 _PER_DATASET = ("short_side", "crop", "stride", "logit_scale", "prob_thd", "area_thd")
@@ -150,6 +152,12 @@ class ProtocolConfig:
             SCLIP/NACLIP files), ``clearclip`` or ``proxyclip``.
         pos_offset: positional-table resize: ``scale_factor = (g + offset) / g0`` bicubic (0.1: the
             authors', SCLIP, NACLIP, ClearCLIP, ProxyCLIP); null = resize to the grid size.
+        pixel_mean: null (default): images are scaled to 0..1, then normalised with the model's mean / std
+            (the authors' ``ToTensor`` + ``Normalize``); or the RGB mean in 0..255 units of an mmseg
+            ``SegDataPreProcessor`` as a peer's code writes it, applied as ``(x - mean) / std`` on the 0..255
+            pixels — mmseg's arithmetic, which differs from the 0..1 one in the last bits (ProxyCLIP's
+            ``[122.771, 116.746, 104.094]``). Set together with ``pixel_std``.
+        pixel_std: the RGB std in 0..255 units with ``pixel_mean`` (ProxyCLIP's ``[68.501, 66.632, 70.323]``).
         sources: provenance of the settings: ``<setting>`` or ``<setting>.<dataset>`` -> the peer's file
             and line (rendered into docs/presets.md by scripts/settings_table.py).
     """
@@ -175,6 +183,8 @@ class ProtocolConfig:
     metric: str = "???"
     vocab: str = "???"
     pos_offset: float | None = None
+    pixel_mean: list[float] | None = None
+    pixel_std: list[float] | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def for_dataset(self, dataset: str) -> DatasetProtocol:
@@ -196,6 +206,8 @@ class ProtocolConfig:
             pad_to=self.pad_to,
             metric=self.metric,
             vocab=self.vocab,
+            pixel_mean=None if self.pixel_mean is None else tuple(float(v) for v in self.pixel_mean),
+            pixel_std=None if self.pixel_std is None else tuple(float(v) for v in self.pixel_std),
             **picked,
         )
         _check_resolved(resolved, dataset)
@@ -214,8 +226,15 @@ def _check_resolved(p: DatasetProtocol, dataset: str) -> None:
     if not 0 <= p.prob_thd <= 1:
         raise ValueError(f"{where}: protocol.prob_thd must be in [0, 1], got {p.prob_thd}")
     if p.pad_to < 0:
+        raise ValueError(f"{where}: protocol.pad_to must be 0 (floor the patch grid) or > 0, got {p.pad_to}")
+    if (
+        (p.pixel_mean is None) != (p.pixel_std is None)
+        or any(v is not None and len(v) != 3 for v in (p.pixel_mean, p.pixel_std))
+        or (p.pixel_std is not None and min(p.pixel_std) <= 0)
+    ):
         raise ValueError(
-            f"{where}: protocol.pad_to must be 0 (floor the patch grid) or > 0, got {p.pad_to}"
+            f"{where}: protocol.pixel_mean and protocol.pixel_std are both null or both 3 RGB values in "
+            f"0..255 units (std > 0), got {p.pixel_mean} / {p.pixel_std}"
         )
     if p.pamr_steps < 0 or not p.pamr_dilations or min(p.pamr_dilations) < 1:
         raise ValueError(

@@ -40,6 +40,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("pamr_steps", "PAMR"),
     ("pad_to", "odd sizes"),
     ("pos_offset", "pos. table"),
+    ("pixel_mean", "normalisation"),
     ("vocab", "vocabulary"),
     ("metric", "metric"),
 )
@@ -73,6 +74,10 @@ def render_value(key: str, p: DatasetProtocol) -> str:
         return "off" if value == 0 else f"{value} steps, dilations {','.join(map(str, p.pamr_dilations))}"
     if key == "pad_to":
         return "floor grid" if value == 0 else f"pad to {value}"
+    if key == "pixel_mean":
+        if value is None:
+            return "x/255, model mean/std"
+        return "mmseg, 0..255"  # the constants are in the source column
     if key == "pos_offset":
         return "resize to size" if value is None else f"(g+{value:g})/g0 bicubic"
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -3,8 +3,11 @@
     cliptrase models list [--cache-dir DIR]
     cliptrase models fetch NAME... | --all [--cache-dir DIR]
 
-``NAME`` is a model config (``vit_b16_openai``, a file of ``configs/model/``) or an open_clip
-``ARCH:TAG`` pair (``ViT-B-16:openai``). ``fetch`` runs on a machine with internet and fills the same cache
+``NAME`` is a model config (``vit_b16_openai``, a file of ``configs/model/``), an open_clip
+``ARCH:TAG`` pair (``ViT-B-16:openai``) or a vision foundation model of ``method=proxyclip`` (``dino_vitb8``,
+``dino_vitb16``, ``dino_vits8``, ``dino_vits16``: DINO's published checkpoint, cached in torch.hub's
+checkpoint folder unless ``--cache-dir`` is given, :mod:`cliptrase.models.vfm`). ``fetch`` runs on a machine
+with internet and fills the same cache
 (``model.cache_dir`` of the eval config, default open_clip's) that compute nodes without internet read.
 """
 
@@ -37,7 +40,21 @@ def _list(args: argparse.Namespace) -> int:
             _fmt(spec.std),
             f"cached: {hit}" if hit else "not cached",
         )
+    _list_vfms(args.cache_dir)
     return 0
+
+
+def _list_vfms(cache_dir: str | None) -> None:
+    from cliptrase.models import vfm
+
+    for name, spec in vfm.VFMS.items():
+        path = vfm.cached_file(name, cache_dir)
+        a = spec.arch
+        logger.info(
+            "%-20s %-28s ViT/%d width %d, %d blocks, %d heads  %s",
+            name, spec.timm_name, a.patch_size, a.embed_dim, a.depth, a.num_heads,
+            f"cached: {path}" if path.is_file() else "not cached",
+        )  # fmt: skip
 
 
 def _fmt(values: tuple[float, ...]) -> str:
@@ -45,9 +62,16 @@ def _fmt(values: tuple[float, ...]) -> str:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from cliptrase.models import hub
+    from cliptrase.models import hub, vfm
 
-    specs: list[ModelSpec] = resolve_specs(args.names, all_shipped=args.all)
+    vfms = [n for n in args.names if n in vfm.VFMS]
+    specs: list[ModelSpec] = (
+        resolve_specs([n for n in args.names if n not in vfm.VFMS], all_shipped=args.all)
+        if args.all or len(vfms) < len(args.names)
+        else []
+    )
+    for name in vfms:
+        logger.info("%s (vision foundation model): %s", name, vfm.fetch(name, args.cache_dir))
     for spec in specs:
         path = hub.fetch(spec.name, spec.tag, args.cache_dir)
         logger.info("%s (%s:%s): %s", spec.slug, spec.name, spec.tag, path)
@@ -62,7 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--cache-dir", default=None, help="open_clip cache (default: open_clip's own)")
     lst.set_defaults(func=_list)
     fetch = inner.add_parser("fetch", help="download weights into the cache (for nodes without internet)")
-    fetch.add_argument("names", nargs="*", metavar="NAME", help="model config (vit_b16_openai) or ARCH:TAG")
+    fetch.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="model config (vit_b16_openai), ARCH:TAG or a VFM (dino_vitb8)",
+    )
     fetch.add_argument("--all", action="store_true", help="every shipped model config with a tag")
     fetch.add_argument("--cache-dir", default=None, help="open_clip cache (default: open_clip's own)")
     fetch.set_defaults(func=_fetch)

@@ -108,26 +108,31 @@ def method_options(
 class ClipSegDataPreProcessor(BaseDataPreprocessor):
     """``x / 255`` then ``(x - mean) / std`` in RGB — the exact arithmetic of torchvision's ``ToTensor`` +
     ``Normalize`` that the authors use (mmseg's ``SegDataPreProcessor`` computes ``(x - 255 mean) / (255
-    std)``, which differs in the last bits). Images of different sizes are returned as a list.
+    std)``, which differs in the last bits; ``unit_scale=False`` computes that instead, for a preset whose
+    peer runs it: ``protocol.pixel_mean`` / ``pixel_std``). Images of different sizes are returned as a list.
 
     Args:
-        mean: RGB mean on the 0..1 scale.
-        std: RGB std on the 0..1 scale.
+        mean: RGB mean on the 0..1 scale (0..255 with ``unit_scale=False``).
+        std: RGB std on the same scale.
         bgr_to_rgb: flip channels (mmcv loads BGR).
+        unit_scale: divide by 255 before normalising.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], bgr_to_rgb: bool = True) -> None:
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], bgr_to_rgb: bool = True, unit_scale: bool = True
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.bgr_to_rgb = bgr_to_rgb
+        self.unit_scale = unit_scale
 
     def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
         with stage("data"):
             data = self.cast_data(data)
             images = []
             for img in data["inputs"]:
-                x = img.float() / 255
+                x = img.float() / 255 if self.unit_scale else img.float()
                 if self.bgr_to_rgb:
                     x = x.flip(0)
                 images.append((x - self.mean) / self.std)
@@ -186,6 +191,10 @@ class CLIPtraseSegmentor(BaseSegmentor):
             quick_gelu=model.get("quick_gelu"),
         )
         self.model_info = clip.describe()
+        if data_preprocessor is None and self.settings.pixel_mean is not None:  # the peer's mmseg arithmetic
+            data_preprocessor = ClipSegDataPreProcessor(
+                self.settings.pixel_mean, self.settings.pixel_std, unit_scale=False
+            )
         super().__init__(data_preprocessor=data_preprocessor or ClipSegDataPreProcessor(clip.mean, clip.std))
         self.align_corners = False
         # a submodule: .to(device) and eval() reach the models a method holds

@@ -35,6 +35,10 @@ def config_hash_of(cfg: DictConfig) -> str:
     container["model"].pop("cache_dir", None)  # where weights are cached is not what they are
     if container["model"].get("quick_gelu") is None:  # the default (as trained): hashes as before the key
         container["model"].pop("quick_gelu", None)
+    for key in ("pixel_mean", "pixel_std"):  # null (the default): hashes as before the keys
+        if container["protocol"].get(key) is None:
+            container["protocol"].pop(key, None)
+    container["method"].get("params", {}).pop("vfm_cache_dir", None)  # where VFM weights are cached
     return config_hash(container, exclude=HASH_EXCLUDE)
 
 

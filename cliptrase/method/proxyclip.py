@@ -96,7 +96,9 @@ def vfm_input(
     Args:
         images: (B, 3, H, W) normalised with ``clip_mean`` / ``clip_std``.
     """
-    raw = torch.stack([images[:, c] * float(s) + float(m) for c, (m, s) in enumerate(zip(clip_mean, clip_std))], 1)
+    raw = torch.stack(
+        [images[:, c] * float(s) + float(m) for c, (m, s) in enumerate(zip(clip_mean, clip_std))], 1
+    )
     mean = torch.as_tensor(vfm_mean, dtype=raw.dtype, device=raw.device)[:, None, None]
     std = torch.as_tensor(vfm_std, dtype=raw.dtype, device=raw.device)[:, None, None]
     return (raw - mean) / std
@@ -137,7 +139,7 @@ def proxy_attention(
     Returns:
         (B, h·w, heads·head_dim) the heads' outputs concatenated, on the VFM grid.
     """
-    b, heads, n, hd = v.shape
+    b, heads, _, hd = v.shape
     rows, cols = clip_grid
     h, w = feats.shape[-2:]
     attn = proxy_affinity(feats, beta, gamma)
@@ -179,7 +181,9 @@ class ProxyCLIP(DenseMethod):
         """``method.params`` against :class:`ProxyCLIPOptions` (VFM name, gamma), no [CLS] product."""
         super().check_config(cfg)
         if getattr(cfg, "cls_product", None):
-            raise ValueError("method.cls_product=true is not ProxyCLIP's: it has no [CLS] output (set it false)")
+            raise ValueError(
+                "method.cls_product=true is not ProxyCLIP's: it has no [CLS] output (set it false)"
+            )
         method_options(cls.Options, getattr(cfg, "params", {}) or {}, cls.__name__)
 
     def features(self, tower: DenseEncoder, state: TowerState, ctx: MethodContext) -> DenseFeatures:

@@ -34,15 +34,17 @@ import os
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 
 from cliptrase.errors import UnknownNameError, WeightsError
+from cliptrase.models import hub
 from cliptrase.models.checkpoints import CheckpointError, read_state_dict
 from cliptrase.models.dense import resample_pos_embed
-from cliptrase.models.hub import WeightsUnavailableError, reachable
+from cliptrase.models.hub import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def vfm_spec(name: str) -> VfmSpec:
     return VFMS[name]
 
 
-def _pretrained_cfg(spec: VfmSpec):  # noqa: ANN202  (timm's PretrainedCfg)
+def _pretrained_cfg(spec: VfmSpec) -> Any:  # timm.models.PretrainedCfg
     import timm
 
     cfg = timm.models.get_pretrained_cfg(spec.timm_name)
@@ -149,8 +151,8 @@ def fetch(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The local checkpoint of ``name``: from the cache, or downloaded into it (torch.hub's downloader).
 
     Raises:
-        WeightsUnavailableError: not cached and the host is unreachable (or ``HF_HUB_OFFLINE`` /
-            ``CLIPTRASE_OFFLINE`` is set): one line naming the fetch command.
+        WeightsUnavailableError: not cached and the host is unreachable (or ``HF_HUB_OFFLINE`` is set, the
+            one offline switch of :mod:`cliptrase.models.hub`): one line naming the fetch command.
     """
     path = cached_file(name, cache_dir)
     if path.is_file():
@@ -158,10 +160,9 @@ def fetch(name: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
         return path
     url = weights_url(name)
     host = urlparse(url).hostname or ""
-    offline = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-                  for v in ("HF_HUB_OFFLINE", "CLIPTRASE_OFFLINE"))  # fmt: skip
-    if offline or not reachable(host, 443):
-        why = "offline mode is set" if offline else f"{host} is unreachable"
+    offline = hub.hub_offline()
+    if offline or not hub.reachable(host, urlparse(url).port or 443):
+        why = "HF_HUB_OFFLINE is set" if offline else f"{host} is unreachable"
         raise WeightsUnavailableError(
             f"weights of {name} are not in the cache ({path}) and cannot be downloaded ({why}); on a machine "
             f"with internet run `{fetch_command(name, cache_dir)}` (same cache), or set "
@@ -241,9 +242,7 @@ class DinoViT(nn.Module):
         std: the RGB std.
     """
 
-    def __init__(
-        self, vit: nn.Module, *, name: str, mean: tuple[float, ...], std: tuple[float, ...]
-    ) -> None:
+    def __init__(self, vit: nn.Module, *, name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.vit = vit
         self.name = name
@@ -278,8 +277,8 @@ class DinoViT(nn.Module):
 
 def load_dino_state(path: str | Path) -> dict[str, Tensor]:
     """A DINO-format state dict from ``path``, without an unrestricted pickle (plain state dicts, as DINO
-    publishes them; a ``module.`` / ``backbone.`` prefix is removed as DINO's ``utils.load_pretrained_weights``
-    does, utils.py:98-99)."""
+    publishes them; a ``module.`` / ``backbone.`` prefix is removed as DINO's
+    ``utils.load_pretrained_weights`` does, utils.py:98-99)."""
     state = read_state_dict(path)
     for prefix in ("module.", "backbone."):
         if all(k.startswith(prefix) for k in state):
@@ -325,9 +324,9 @@ def build_dino(
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise CheckpointError(
-            f"weights file {path} does not fit the DINO architecture {vit_arch} ({' '.join(first[:3])[:400]}); "
-            "set method.params.vfm_patch_size / vfm_embed_dim / vfm_depth / vfm_num_heads / vfm_qkv_bias to the "
-            "checkpoint's"
+            f"weights file {path} does not fit the DINO architecture {vit_arch} "
+            f"({' '.join(first[:3])[:400]}); set method.params.vfm_patch_size / vfm_embed_dim / vfm_depth / "
+            "vfm_num_heads / vfm_qkv_bias to the checkpoint's"
         ) from None
     cfg = _pretrained_cfg(spec)
     logger.info("VFM %s (%s) from %s", name, vit_arch, path)

@@ -99,7 +99,7 @@ def write_data(root: Path) -> dict[str, Path]:
         label_png.putpalette([c for colour in VOC_COLOURS for c in colour])
         label_png.save(voc / "SegmentationClass" / f"{stem}.png")
     (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(written) + "\n")
-    ade = root / "ADEChallengeData2016"
+    ade = root / "ade" / "ADEChallengeData2016"  # the layout of configs/dataset/ade150.yaml
     for sub in ("images/validation", "annotations/validation"):
         (ade / sub).mkdir(parents=True, exist_ok=True)
     for i, (h, w) in enumerate(ADE_SIZES):
@@ -107,7 +107,9 @@ def write_data(root: Path) -> dict[str, Path]:
         image, labels = _scene(rng, h, w, 150, 0, void_ring=False)
         written[stem] = ade / "images" / "validation" / f"{stem}.jpg"
         Image.fromarray(image).save(written[stem], quality=JPEG_QUALITY)
-        Image.fromarray(labels.astype(np.uint8), mode="L").save(ade / "annotations" / "validation" / f"{stem}.png")
+        Image.fromarray(labels.astype(np.uint8), mode="L").save(
+            ade / "annotations" / "validation" / f"{stem}.png"
+        )
     return written
 
 
@@ -123,7 +125,9 @@ TINY_DINO = {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 2}
 """The tiny DINO ViT/8's architecture (qkv bias, MLP ratio 4, trained size 224: 1 + 28² table rows)."""
 
 
-def tiny_dino_state(patch: int = 8, dim: int = 96, depth: int = 4, img_size: int = 224) -> dict[str, torch.Tensor]:
+def tiny_dino_state(
+    patch: int = 8, dim: int = 96, depth: int = 4, img_size: int = 224
+) -> dict[str, torch.Tensor]:
     """The tiny random DINO ViT in DINO's key layout and parameter order, from a generator seeded 1.
 
     Each tensor is drawn in that order: LayerNorm weights ``1 + 0.2·N(0, 1)``, biases ``0.05·N(0, 1)``, the
