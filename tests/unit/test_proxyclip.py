@@ -1,6 +1,7 @@
 """ProxyCLIP's pieces on hand-made inputs: the proxy attention (OC transformer.py:560-587), the VFM input
 (UnNormalize + Normalize), DINO's positional rule against its formula (and against timm's, which differs),
-the DINO-format checkpoint loader and the VFM cache. The end-to-end reference: tests/golden/test_proxyclip.py.
+the DINO-format checkpoint loader and the VFM cache. The end-to-end reference:
+tests/golden/test_proxyclip_reference.py.
 """
 
 from __future__ import annotations
