@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
-from cliptrase.inference.scoring import scores_to_labels
+from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
 from cliptrase.method.pamr import pamr
 from cliptrase.method.runner import Predictor
@@ -281,9 +281,12 @@ class CLIPtraseSegmentor(BaseSegmentor):
         # prompt-major (P, h, w) before upsampling: the full-resolution reductions over prompts below
         # (synonym max, logsumexp) are fast on planes and ~40x slower on pixel-major data on CPU, and the
         # copy is cheapest at window resolution
+        p = self.settings
+        if not p.pamr_steps:  # never all prompt maps at full size (same labels as below)
+            args = (self.prompt_to_class, self.n_classes, p.logit_scale, p.prob_thd, p.area_thd)
+            return upsampled_labels(scores, tuple(ori_shape), *args)
         batch = scores.contiguous()[None]
         scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
-        p = self.settings
         if p.pamr_steps:
             rgb = F.interpolate(image[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)
             scores = pamr(rgb, scores, steps=p.pamr_steps, dilations=p.pamr_dilations)

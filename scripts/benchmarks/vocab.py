@@ -1,0 +1,164 @@
+"""``bench.py vocab``: the standard protocol per vocabulary size (VOC21's 53 prompts, ADE-150's 150,
+PC-459's 459) on synthetic 512x683 images.
+
+1. The full-resolution scoring step alone (window-resolution prompt scores -> labels at the image size),
+   the untiled path (every prompt map upsampled, then ``scores_to_labels``) against the chunked
+   ``upsampled_labels``: time, measured peak memory of the step, and pixels whose label differs.
+2. The harness (``table``'s cell: mmengine loop, loader workers, metric) on each vocabulary's layout with
+   the bare open_clip encoder on the same windows: s/image, ratio, stage breakdown.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
+from cliptrase.utils.device import resolve_device
+
+from .cell import cell_overrides
+from .common import SYNTH_HW, StepPeak, emit, run_cell, timed, write_synthetic
+
+VOCABULARIES = {
+    # dataset: (prompts, classes, short side of the standard protocol, prob_thd of the standard protocol)
+    "voc21": (53, 21, 336, 0.1),
+    "ade150": (150, 150, 336, 0.0),
+    "context459": (459, 459, 448, 0.0),
+}
+"""The standard protocol's settings of the three vocabulary sizes (configs/protocol/standard.yaml)."""
+
+
+def scoring_inputs(dataset: str, device: torch.device, seed: int = 0):
+    """Window-resolution scores shaped as the harness hands them to the scoring step for a
+    :data:`SYNTH_HW` image: smooth maps (a 14-patch-like grid, bilinear), synonyms as in the vocabulary."""
+    n_prompts, n_classes, short, prob_thd = VOCABULARIES[dataset]
+    gen = torch.Generator().manual_seed(seed)
+    h, w = short, round(SYNTH_HW[1] * short / SYNTH_HW[0])
+    grid = 0.2 + 0.05 * torch.randn(1, n_prompts, h // 16, w // 16, generator=gen)
+    scores = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[0]
+    scores = scores.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # the canvas layout of sliding windows
+    prompt_to_class = torch.cat(
+        [torch.arange(n_classes), torch.randint(0, n_classes, (n_prompts - n_classes,), generator=gen)]
+    )
+    return scores.to(device), prompt_to_class.to(device), n_classes, prob_thd
+
+
+def untiled(scores, size, prompt_to_class, n_classes, prob_thd):
+    """The path ``upsampled_labels`` replaces (every prompt map at full size)."""
+    full = F.interpolate(scores.contiguous()[None], size=size, mode="bilinear", align_corners=False)[0]
+    return scores_to_labels(full, prompt_to_class, n_classes, 40.0, prob_thd)
+
+
+def tiled(scores, size, prompt_to_class, n_classes, prob_thd):
+    return upsampled_labels(scores, size, prompt_to_class, n_classes, 40.0, prob_thd)
+
+
+def score_cell(args) -> None:
+    """The scoring step of one vocabulary and path in this process: time, peak memory, labels digest."""
+    device = resolve_device(args.device)
+    scores, p2c, n_classes, prob_thd = scoring_inputs(args.dataset, device)
+    fn = {"untiled": untiled, "tiled": tiled}[args.path]
+    peak = StepPeak(str(device))
+    fn(scores, SYNTH_HW, p2c, n_classes, prob_thd)  # warm-up
+    with peak.measure():
+        labels = fn(scores, SYNTH_HW, p2c, n_classes, prob_thd)
+    seconds = timed(lambda: fn(scores, SYNTH_HW, p2c, n_classes, prob_thd), args.repeats, warmup=0)
+    other = (untiled if args.path == "tiled" else tiled)(scores, SYNTH_HW, p2c, n_classes, prob_thd)
+    emit(
+        {
+            "seconds": seconds,
+            "peak_mb": peak.mb,
+            "differ": int((labels != other).sum()),
+            "pixels": labels.numel(),
+            "input_hw": list(scores.shape[1:]),
+        }
+    )
+
+
+def vocab_cell(args) -> None:
+    """One harness cell of the standard protocol on ``args.dataset``'s layout; prints ``BENCH {json}``."""
+    from .table import measured_cell
+
+    device = resolve_device(args.device)
+    overrides = cell_overrides(
+        dataset=args.dataset,
+        protocol="standard",
+        backbone=args.backbone,
+        data_root=args.data_root,
+        work=args.work,
+        images=args.images,
+        device=str(device),
+        workers=args.workers,
+        batch_size=args.batch_size,
+        window_batch=args.window_batch,
+    )
+    emit(measured_cell(overrides, args.backbone, "fp32", device))
+
+
+def bench_vocab(args) -> None:
+    from cliptrase.utils.profiling import STAGES
+
+    from .table import row_figures
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    datasets = args.datasets.split(",")
+    print(
+        f"\n== vocab: standard protocol per vocabulary, {device}, {torch.get_num_threads()} threads; "
+        f"synthetic {SYNTH_HW[0]}x{SYNTH_HW[1]} images =="
+    )
+    print(
+        "\nscoring step (window-resolution scores -> labels at 512x683; median of "
+        f"{args.repeats}; peak = measured memory the step adds)"
+    )
+    print(
+        f"{'vocabulary':<11} {'prompts':>7} {'input':>9} {'untiled s':>10} {'peak MB':>8} "
+        f"{'tiled s':>8} {'peak MB':>8} {'speed-up':>9} {'labels differ':>14}"
+    )
+    for dataset in datasets:
+        r = {
+            path: run_cell(["score-cell", dataset, path, str(device), str(args.repeats)])
+            for path in ("untiled", "tiled")
+        }
+        u, t = r["untiled"], r["tiled"]
+        print(
+            f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} {'x'.join(map(str, t['input_hw'])):>9} "
+            f"{u['seconds']:>10.3f} {u['peak_mb']:>8.1f} {t['seconds']:>8.3f} {t['peak_mb']:>8.1f} "
+            f"{u['seconds'] / t['seconds']:>8.1f}x {t['differ']:>7}/{t['pixels']}",
+            flush=True,
+        )
+    if args.skip_harness:
+        return
+    images = args.images or (64 if cuda else 4)
+    batch_size = args.batch_size or (8 if cuda else 1)
+    window_batch = args.window_batch or (64 if cuda else 16)
+    print(
+        f"\nharness, standard protocol, {args.backbone} random weights fp32, {images} images per vocabulary "
+        f"(first = warm-up), batch {batch_size}, window batch {window_batch}, {args.workers} loader workers"
+    )
+    head = (
+        f"{'vocabulary':<11} {'prompts':>7} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
+        f"{'RSS MB':>7} {'CUDA MB':>8} | " + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
+    )
+    print(head + "\n" + "-" * len(head))
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset in datasets:
+            write_synthetic(dataset, f"{tmp}/{dataset}", images)
+            r = run_cell(
+                [
+                    "vocab-cell",
+                    dataset,
+                    args.backbone,
+                    str(images),
+                    str(device),
+                    f"{tmp}/{dataset}",
+                    f"{tmp}/work",
+                    str(args.workers),
+                    str(batch_size),
+                    str(window_batch),
+                ]
+            )
+            print(f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} " + row_figures(r), flush=True)
+    print("stage columns: ms per image; ratio = s/img / bare encoder on the same windows")
