@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """GPU check for a lent GPU machine (< 5 minutes): CUDA outputs equal CPU outputs on every golden case
-(fp32), CUDA DBSCAN equals scikit-learn, then the core benchmark on the GPU. Exits non-zero on a mismatch.
+(fp32), CUDA DBSCAN equals scikit-learn, the chunked full-resolution scoring of the standard protocol
+equals the untiled path on CUDA (ADE-150 and PC-459 shapes), then the core benchmark on the GPU. Exits
+non-zero on a mismatch.
 
 Uses only the core (open_clip + torch + scikit-learn + scipy), not mmseg, so it runs on a machine where
 only those are installed. ``scripts/gpu_check.sh`` is the entry point.
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.method.cluster import dbscan
 from cliptrase.method.runner import Predictor
 from cliptrase.models.clip import load_clip
@@ -73,10 +76,35 @@ def check_dbscan() -> bool:
     return ok
 
 
+def check_scoring() -> bool:
+    """upsampled_labels == scores_to_labels of the whole upsampling, on CUDA, at the harness's shapes."""
+    gen = torch.Generator().manual_seed(0)
+    ok = True
+    for n_prompts, n_classes, hw, prob_thd in ((53, 21, (336, 448), 0.1), (150, 150, (336, 448), 0.0),
+                                               (459, 459, (448, 597), 0.0)):  # fmt: skip
+        grid = 0.2 + 0.05 * torch.randn(1, n_prompts, hw[0] // 16, hw[1] // 16, generator=gen)
+        scores = torch.nn.functional.interpolate(grid, size=hw, mode="bilinear", align_corners=False)[
+            0
+        ].cuda()
+        p2c = torch.cat(
+            [torch.arange(n_classes), torch.randint(0, n_classes, (n_prompts - n_classes,), generator=gen)]
+        ).cuda()
+        full = torch.nn.functional.interpolate(
+            scores[None], size=(512, 683), mode="bilinear", align_corners=False
+        )
+        ref = scores_to_labels(full[0], p2c, n_classes, 40.0, prob_thd)
+        del full
+        out = upsampled_labels(scores, (512, 683), p2c, n_classes, 40.0, prob_thd)
+        differ = int((out != ref).sum())
+        ok &= differ == 0
+        print(f"scoring {n_prompts} prompts, prob_thd {prob_thd}: chunked vs untiled differ on {differ} px")
+    return ok
+
+
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         sys.exit("CUDA is not available on this machine")
     torch.set_grad_enabled(False)
     print(torch.cuda.get_device_name(), torch.__version__)
-    ok = check_golden() & check_dbscan()
+    ok = check_golden() & check_dbscan() & check_scoring()
     sys.exit(0 if ok else 1)

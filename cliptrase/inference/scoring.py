@@ -170,7 +170,10 @@ def _fold_prompts(
     per_chunk = n_prompts if small else chunk_pixels // max(size[0] * size[1], 1)
     winner = _Winner(prompt_class, n_classes, logit_scale, with_norm)
     for start, stop in _prompt_chunks(n_prompts, per_chunk):
-        up = F.interpolate(scores[None, start:stop], size=size, mode="bilinear", align_corners=False)[0]
+        # prompt-major (NCHW-contiguous) per chunk, as the untiled path's copy of the whole tensor: the same
+        # kernel, and no vocabulary-sized copy (the sliding-window canvas is pixel-major)
+        chunk = scores[start:stop].contiguous()[None]
+        up = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)[0]
         if drop is not None:
             up[drop[start:stop]] = -torch.inf
         winner.add(up, start)
@@ -204,7 +207,7 @@ def upsampled_labels(
     ``torch.logsumexp`` over all prompts.
 
     Args:
-        scores: (P, h, w) cosine scores (any layout; copied prompt-major at this resolution).
+        scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution).
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as :func:`scores_to_labels`.
         chunk_pixels: full-resolution values held per chunk.
@@ -213,7 +216,6 @@ def upsampled_labels(
         (H, W) int64 labels.
     """
     size = (int(size[0]), int(size[1]))
-    scores = scores.contiguous()
     prompt_to_class = prompt_to_class.cpu()
     winner = _fold_prompts(
         scores, prompt_to_class, n_classes, size, logit_scale, chunk_pixels, with_norm=bool(prob_thd)
