@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from cliptrase.errors import ConfigError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-"""Values of ``precision``: fp32 is exact; bf16/fp16 autocast the image tower."""
+"""Values of ``precision``: fp32 is exact; bf16/fp16 autocast the image tower (null: the protocol's
+``published_precision`` on CUDA, fp32 elsewhere; resolved when the job starts)."""
 PROTOCOL_KINDS: tuple[str, ...] = ("paper", "standard")
 METRICS: tuple[str, ...] = ("paper_scores", "mmseg_iou")
 VOCABS: tuple[str, ...] = ("paper", "standard", "clearclip", "proxyclip")
@@ -158,6 +159,10 @@ class ProtocolConfig:
             pixels — mmseg's arithmetic, which differs from the 0..1 one in the last bits (ProxyCLIP's
             ``[122.771, 116.746, 104.094]``). Set together with ``pixel_std``.
         pixel_std: the RGB std in 0..255 units with ``pixel_mean`` (ProxyCLIP's ``[68.501, 66.632, 70.323]``).
+        published_precision: the precision the peer's published numbers were computed in (``fp16``: OpenAI's
+            ``clip.load`` converts the model to fp16 on CUDA, open_clip-based peers ask for it). With
+            ``precision: null`` (the default) a job on CUDA runs in it, a job on CPU in fp32; an explicit
+            ``precision=`` wins. It changes no number by itself (the resolved ``precision`` is hashed).
         sources: provenance of the settings: ``<setting>`` or ``<setting>.<dataset>`` -> the peer's file
             and line (rendered into docs/presets.md by scripts/settings_table.py).
     """
@@ -185,6 +190,7 @@ class ProtocolConfig:
     pos_offset: float | None = None
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
+    published_precision: str = "fp32"
     sources: dict[str, str] = field(default_factory=dict)
 
     def for_dataset(self, dataset: str) -> DatasetProtocol:
@@ -394,7 +400,7 @@ def _check_knobs(cfg: DictConfig) -> None:
     device = get("device", "auto")
     if not isinstance(device, str) or not _DEVICE.match(device):
         _fail("device", device, "auto, cpu, cuda, cuda:<index>")
-    _choice("precision", get("precision", "fp32"), PRECISIONS)
+    _choice("precision", get("precision"), (None, *PRECISIONS))
     _boolean("compile", get("compile", False))
     _boolean("allow_invalid_labels", get("allow_invalid_labels", False))
     name = get("experiment_name", "default")
@@ -410,6 +416,7 @@ def _check_knobs(cfg: DictConfig) -> None:
 def _check_protocol(protocol: ProtocolConfig, dataset: str) -> None:
     _choice("protocol.kind", protocol.kind, PROTOCOL_KINDS)
     _choice("protocol.metric", protocol.metric, METRICS)
+    _choice("protocol.published_precision", protocol.published_precision, PRECISIONS)
     _choice("protocol.vocab", protocol.vocab, VOCABS)
     if protocol.kind == "paper" and protocol.image_size is None:
         raise ConfigError("protocol.image_size must be set for the paper protocol (224 or 336)")

@@ -170,8 +170,9 @@ PUBLISHED: dict[str, PublishedRow] = {
 
 
 def _is_subset(extras: str) -> bool:
-    """Whether a label's settings part only limits the images (``max_images=N``)."""
-    return all(item.startswith("max_images=") for item in extras.split(","))
+    """Whether a label's settings part only limits the images (``max_images=N``) or names the precision the
+    run was computed in (``precision=fp16``: the preset's published precision on CUDA; the row says so)."""
+    return all(item.startswith(("max_images=", "precision=")) for item in extras.split(","))
 
 
 def published_for_rows(

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.datasets.prompts import JobPrompts, job_prompts
 from cliptrase.evaluation.paper_metric import PAPER_METRIC
-from cliptrase.harness.runtime import init_distributed, world_size
+from cliptrase.harness.runtime import init_distributed, resolve_precision, world_size
 from cliptrase.protocols.pipeline import build_pipeline
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _build_segmentor(cfg: DictConfig, groups: dict, prompts: JobPrompts, device:
             dataset_name=groups["dataset"].name,
             device=str(device),
             window_batch=cfg.window_batch,
-            precision=cfg.precision,
+            precision=resolve_precision(cfg),
             compile=bool(cfg.compile),
         )
     )

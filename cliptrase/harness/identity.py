@@ -39,6 +39,7 @@ def config_hash_of(cfg: DictConfig) -> str:
         if container["protocol"].get(key) is None:
             container["protocol"].pop(key, None)
     container["method"].get("params", {}).pop("vfm_cache_dir", None)  # where VFM weights are cached
+    container["protocol"].pop("published_precision", None)  # a preset's fact; the resolved precision counts
     return config_hash(container, exclude=HASH_EXCLUDE)
 
 
@@ -80,7 +81,10 @@ def _top_level_defaults() -> dict[str, Any]:
     from cliptrase.datasets.config import config_dir
 
     node = OmegaConf.to_container(OmegaConf.load(config_dir() / "eval.yaml"), resolve=False)
-    return {k: v for k, v in node.items() if not isinstance(v, (dict, list))}
+    defaults = {k: v for k, v in node.items() if not isinstance(v, (dict, list))}
+    if defaults.get("precision") is None:  # resolved when the job starts: fp32 is the unmarked precision
+        defaults["precision"] = "fp32"
+    return defaults
 
 
 def _format(value: Any) -> str:

@@ -24,7 +24,7 @@ from cliptrase.evaluation.provenance import collect_provenance
 from cliptrase.evaluation.results import ResultRecord, find_complete, write_record
 from cliptrase.harness.evaluate import evaluate
 from cliptrase.harness.identity import config_hash_of, row_label, run_name_of
-from cliptrase.harness.runtime import is_main_process, seed_everything, world_size
+from cliptrase.harness.runtime import is_main_process, resolve_precision, seed_everything, world_size
 from cliptrase.utils.fs import ensure_writable
 from cliptrase.utils.locks import held, job_lock
 
@@ -65,6 +65,7 @@ def run(cfg: DictConfig) -> dict | None:
 
 def _run(cfg: DictConfig) -> JobOutcome:
     groups = validate(cfg)
+    resolve_precision(cfg)  # before the hash: the record and the row say which precision ran
     seed_everything(cfg.seed)  # before the model is built: random-weight models are reproducible
     experiment_dir = experiment_dir_of(cfg)
     digest = config_hash_of(cfg)
@@ -120,6 +121,7 @@ def run_locked(cfg: DictConfig) -> JobOutcome:
     if world_size() > 1:
         return _run(cfg)
     try:
+        resolve_precision(cfg)
         digest = config_hash_of(cfg)
     except Exception:  # a config that does not resolve: _run() reports it properly
         return _run(cfg)

@@ -1,9 +1,11 @@
-"""Process set-up of a job: seeding, and the torchrun process group for data-parallel evaluation."""
+"""Process set-up of a job: seeding, the precision it runs in, and the torchrun process group for
+data-parallel evaluation."""
 
 from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +16,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002  (libraries draw from numpy's global RNG)
     torch.manual_seed(seed)
+
+
+def resolve_precision(cfg: Any) -> str:
+    """The job's image-tower precision, written back into ``cfg.precision`` so that the record, the config
+    hash and the row label carry it: an explicit ``precision`` as given; ``null`` is the protocol's
+    ``published_precision`` on CUDA (the peers' released runs, e.g. fp16 through OpenAI's ``clip.load``) and
+    fp32 elsewhere (their code runs fp32 on CPU too). Idempotent.
+    """
+    from cliptrase.utils.device import resolve_device
+
+    if cfg.get("precision") is None:
+        published = cfg.protocol.get("published_precision") or "fp32"
+        cfg.precision = published if resolve_device(cfg.device).type == "cuda" else "fp32"
+    return str(cfg.precision)
 
 
 def is_main_process() -> bool:
