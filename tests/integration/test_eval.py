@@ -243,29 +243,37 @@ def test_multirun_table_and_resume(tmp_path, tiny_clip):
 
 
 def test_every_method_both_protocols_one_multirun(tmp_path):
-    """Every method x {paper, standard} on the demo dataset in one multirun; the table renders it."""
+    """Every method x {paper, standard} on the demo dataset in one multirun (ProxyCLIP in a second one, with a
+    tiny DINO checkpoint in DINO's format: its proxy model needs weights); the tables render them all."""
+    from helpers.proxyclip_data import TINY_DINO, write_tiny_dino
+
     weights = golden_weights()
     methods = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml") if "_" not in p.stem)
+    with_vfm = ["proxyclip"]
     env = {
         **os.environ,
         "CLIPTRASE_RESULTS": str(tmp_path / "res"),
         "CLIPTRASE_CACHE": str(tmp_path / "cache"),
     }
-    args = [
+    common = [
         "-m",
         "model=weights_file",
         f"model.weights={weights}",
         "dataset=demo",
-        f"method={','.join(methods)}",
         "protocol=paper224,standard",
         "experiment_name=all",
         "max_images=1",
         "hydra/job_logging=disabled",
     ]
-    proc = _cli(args, env)
+    plain = [m for m in methods if m not in with_vfm]
+    proc = _cli([*common, f"method={','.join(plain)}"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dino = write_tiny_dino(tmp_path / "tiny_dino_vit8.pth")
+    vfm = [f"method.params.vfm_weights={dino}", *(f"method.params.vfm_{k}={v}" for k, v in TINY_DINO.items())]
+    proc = _cli([*common, f"method={','.join(with_vfm)}", *vfm], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = list((tmp_path / "res" / "all").glob("*/metrics.json"))
-    assert len(records) == 2 * len(methods) >= 12
+    assert len(records) == 2 * len(methods) >= 18
     tables = sorted(p.name for p in (tmp_path / "res" / "all").glob("table_*.md"))
     assert tables == ["table_mmseg_iou.md", "table_paper_scores.md"]  # never mixed in one table
     for name in tables:
