@@ -20,8 +20,10 @@ def cell_overrides(
     precision: str = "fp32",
     batch_size: int = 1,
     window_batch: int = 16,
+    method: str | None = None,
 ) -> list[str]:
-    """The ``cliptrase-eval`` overrides of a cell: random weights of ``backbone``, synthetic data."""
+    """The ``cliptrase-eval`` overrides of a cell: random weights of ``backbone``, synthetic data
+    (``method``: a ``configs/method`` name, else the composed default)."""
     slug = "random_" + backbone.lower().replace("-", "_")
     return [
         "model=random_vit_b16",
@@ -38,6 +40,7 @@ def cell_overrides(
         f"window_batch={window_batch}",
         f"paths.results_dir={work}",
         "experiment_name=bench",
+        *([f"method={method}"] if method else []),
     ]
 
 

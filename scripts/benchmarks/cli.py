@@ -22,6 +22,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
     tab.add_argument("--protocols", default="paper224,paper336,standard")
     tab.add_argument("--backbones", default="ViT-B-16,ViT-L-14")
     tab.add_argument("--precisions", default="fp32,bf16")
+    tab.add_argument(
+        "--methods", default="cliptrase", help="configs/method names, e.g. clip,sclip,naclip,resclip,scclip"
+    )
     tab.add_argument("--images", type=int, default=0, help="per cell (default 4 on CPU, 256 on CUDA)")
     tab.add_argument("--device", default="auto")
     tab.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
@@ -61,8 +64,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
             c.add_argument(arg, type=int if kind == "int" else str)
 
     cell(
-        "table-cell", "protocol", "backbone", "precision", "int:images", "device", "data_root", "work",
-        "int:workers", "int:repeats", "int:text_prompts", "int:batch_size", "int:window_batch",
+        "table-cell", "method", "protocol", "backbone", "precision", "int:images", "device", "data_root",
+        "work", "int:workers", "int:repeats", "int:text_prompts", "int:batch_size", "int:window_batch",
     )  # fmt: skip
     cell(
         "vocab-cell", "dataset", "backbone", "int:images", "device", "data_root", "work", "int:workers",

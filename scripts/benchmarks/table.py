@@ -104,8 +104,10 @@ def table_cell(args) -> None:
         precision=args.precision,
         batch_size=args.batch_size,
         window_batch=args.window_batch,
+        method=args.method,
     )
     out = {"protocol": args.protocol, "backbone": args.backbone, "precision": args.precision}
+    out["method"] = args.method
     out.update(measured_cell(overrides, args.backbone, args.precision, device))
     if args.text_prompts:
         clip = load_clip(args.backbone, RANDOM, device=device)
@@ -130,6 +132,7 @@ def bench_table(args) -> None:
     protocols = args.protocols.split(",")
     backbones = args.backbones.split(",")
     precisions = args.precisions.split(",")
+    methods = args.methods.split(",")
     print(
         f"\n== table: harness per image (mmengine test loop, VOC21 vocabulary, synthetic "
         f"{SYNTH_HW[0]}x{SYNTH_HW[1]} images), random weights, {device}, {torch.get_num_threads()} threads, "
@@ -137,7 +140,8 @@ def bench_table(args) -> None:
         f"counted), {args.workers} loader workers =="
     )
     head = (
-        f"{'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
+        f"{'method':<10} {'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} "
+        f"{'ratio':>6} "
         f"{'RSS MB':>7} {'CUDA MB':>8} | "
         + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
         + f" | {'text s':>6}"
@@ -147,35 +151,35 @@ def bench_table(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_root = f"{tmp}/data"
         write_synthetic("voc21", data_root, images)
-        for backbone in backbones:
-            for protocol in protocols:
-                for precision in precisions:
-                    first = protocol == protocols[0] and precision == precisions[0]
-                    r = run_cell(
-                        [
-                            "table-cell",
-                            protocol,
-                            backbone,
-                            precision,
-                            str(images),
-                            str(device),
-                            data_root,
-                            f"{tmp}/work",
-                            str(args.workers),
-                            str(args.repeats),
-                            str(args.text_prompts if first else 0),
-                            str(batch_size),
-                            str(window_batch),
-                        ]
-                    )
-                    print(
-                        f"{protocol:<9} {backbone:<9} {precision:<5} "
-                        + row_figures(r)
-                        + f" | {r['text_s']:>6.2f}",
-                        flush=True,
-                    )
-                    if "text_prompts" in r:
-                        text_rows.append(r)
+        cells = [(b, m, p, q) for b in backbones for m in methods for p in protocols for q in precisions]
+        for backbone, method, protocol, precision in cells:
+            first = (method, protocol, precision) == (methods[0], protocols[0], precisions[0])
+            r = run_cell(
+                [
+                    "table-cell",
+                    method,
+                    protocol,
+                    backbone,
+                    precision,
+                    str(images),
+                    str(device),
+                    data_root,
+                    f"{tmp}/work",
+                    str(args.workers),
+                    str(args.repeats),
+                    str(args.text_prompts if first else 0),
+                    str(batch_size),
+                    str(window_batch),
+                ]
+            )
+            print(
+                f"{method:<10} {protocol:<9} {backbone:<9} {precision:<5} "
+                + row_figures(r)
+                + f" | {r['text_s']:>6.2f}",
+                flush=True,
+            )
+            if "text_prompts" in r:
+                text_rows.append(r)
     print("stage columns: ms per image; 'data' = loader wait + normalisation; 'text s' = classifier, once")
     if text_rows:
         print(

@@ -129,3 +129,16 @@ def write_ade_scenes(root: Path) -> Path:
         Image.fromarray(image).save(ade / "images/validation" / f"{stem}.jpg", quality=90)
         Image.fromarray(labels, mode="L").save(ade / "annotations/validation" / f"{stem}.png")
     return ade
+
+
+def write_all(root: Path) -> Path:
+    """Both miniatures under ``root`` (``VOCdevkit/VOC2012``, ``ADEChallengeData2016``); returns ``root``."""
+    write_voc_scenes(root)
+    write_ade_scenes(root)
+    return root
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_all(Path(sys.argv[1]))
