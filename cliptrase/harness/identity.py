@@ -81,10 +81,11 @@ def _top_level_defaults() -> dict[str, Any]:
     from cliptrase.datasets.config import config_dir
 
     node = OmegaConf.to_container(OmegaConf.load(config_dir() / "eval.yaml"), resolve=False)
-    defaults = {k: v for k, v in node.items() if not isinstance(v, (dict, list))}
-    if defaults.get("precision") is None:  # resolved when the job starts: fp32 is the unmarked precision
-        defaults["precision"] = "fp32"
-    return defaults
+    return {k: v for k, v in node.items() if not isinstance(v, (dict, list))}
+
+
+_UNMARKED_PRECISIONS = (None, "fp32")
+"""``precision`` values a row label leaves out: fp32, and null (not yet resolved: fp32 on CPU)."""
 
 
 def _format(value: Any) -> str:
@@ -115,7 +116,10 @@ def changed_settings(cfg: DictConfig) -> dict[str, list[str]]:
     changed["top"] = sorted(
         f"{key}={_format(container[key])}"
         for key, value in defaults.items()
-        if key in container and key not in HASH_EXCLUDE and container[key] != value
+        if key in container
+        and key not in HASH_EXCLUDE
+        and container[key] != value
+        and not (key == "precision" and container[key] in _UNMARKED_PRECISIONS)
     )
     return changed
 
