@@ -3,7 +3,7 @@
 Names in configs resolve through these (``locations`` imports the defining module on demand, so no
 import-for-side-effect lines are needed in entry points); names cliptrase does not define fall through
 to mmseg's and mmengine's. mmengine's Runner looks this module up by scope name, so every registry it
-builds from has a child here. Only this module, ``datasets/``, ``segmentor``, ``evaluation/`` and ``cli/``
+builds from has a child here. Only this module, ``datasets/``, ``engine/`` and ``cli/``
 import mmseg; ``models/`` and ``method/`` stay free of it.
 """
 
@@ -19,7 +19,7 @@ TRANSFORMS = Registry(
     locations=["cliptrase.datasets", "cliptrase.protocols.transforms"],
 )
 MODELS = Registry("model", parent=mmseg_registry.MODELS, locations=["cliptrase.engine.segmentor"])
-METRICS = Registry("metric", parent=mmseg_registry.METRICS, locations=["cliptrase.evaluation.metrics"])
+METRICS = Registry("metric", parent=mmseg_registry.METRICS, locations=["cliptrase.engine.metrics"])
 
 # Pass-through children (nothing registered by cliptrase) so the Runner finds the "cliptrase" scope.
 DATA_SAMPLERS = Registry("data sampler", parent=mmseg_registry.DATA_SAMPLERS)

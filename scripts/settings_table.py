@@ -19,8 +19,8 @@ from pathlib import Path
 
 from cliptrase.config import DatasetProtocol, ProtocolConfig, validate
 from cliptrase.datasets.config import config_dir
-from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
 from cliptrase.harness.compose import compose_job
+from cliptrase.reporting.tables import STANDARD_BENCHMARKS
 
 logger = logging.getLogger("settings_table")
 

@@ -30,7 +30,7 @@ from cliptrase.harness.compose import EVAL_CONFIG
 from cliptrase.harness.run import experiment_dir_of
 from cliptrase.harness.runtime import is_main_process
 from cliptrase.harness.sweep import FAILED_CELLS, in_multirun, run_job
-from cliptrase.harness.tables import write_tables
+from cliptrase.reporting.table_files import write_tables
 
 logger = logging.getLogger("cliptrase.eval")
 

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 from cliptrase.cli.console import run_console
+from cliptrase.cli.stats_options import add_bootstrap_arguments
 from cliptrase.errors import ConfigError, DataError, ExitCode
-from cliptrase.evaluation.qualitative import DEFAULT_IMAGES, collect_grids, grid_figure
-from cliptrase.evaluation.report import REPORT_FILE, ReportInputs, render_report
-from cliptrase.evaluation.results import atomic_write_bytes, atomic_write_text, load_records
-from cliptrase.evaluation.significance import StatsRequest, analyse, pairs_for
-from cliptrase.evaluation.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
-from cliptrase.evaluation.tables import build_tables
+from cliptrase.records.results import atomic_write_bytes, atomic_write_text, load_records
+from cliptrase.reporting.analysis import StatsRequest, analyse, pairs_for
+from cliptrase.reporting.qualitative import DEFAULT_IMAGES, collect_grids, grid_figure
+from cliptrase.reporting.report import REPORT_FILE, ReportInputs, render_report
+from cliptrase.reporting.tables import build_tables
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-images", type=int, default=DEFAULT_IMAGES, help=f"first K images (default {DEFAULT_IMAGES})"
     )
     parser.add_argument("--metric", default="mIoU", help="metric to tabulate (default mIoU)")
-    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    add_bootstrap_arguments(parser)
     return parser
 
 

@@ -7,7 +7,7 @@
 Writes ``table.md``, ``table.csv`` and ``table.png`` into the experiment folder (or ``--out``) and logs the
 Markdown. Records of different metric definitions are never mixed: each gets its own
 ``table_<definition>.{md,csv,png}``. ``--ci``, ``--compare`` and ``--baseline`` add bootstrap intervals and
-paired comparisons from the runs' per-image records (:mod:`cliptrase.evaluation.significance` lists the
+paired comparisons from the runs' per-image records (:mod:`cliptrase.reporting.analysis` lists the
 files). Exit status 0 on success, 2 on bad input (missing folder, no complete
 records, unknown metric, unwritable output), reported as one log line (:mod:`cliptrase.errors`).
 """
@@ -21,10 +21,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from cliptrase.cli import stats_options
 from cliptrase.cli.console import run_console
 from cliptrase.errors import ConfigError, DataNotFoundError, ExitCode
-from cliptrase.evaluation import significance
-from cliptrase.harness.tables import BUILTIN, Published, write_tables
+from cliptrase.reporting.analysis import write_statistics
+from cliptrase.reporting.table_files import BUILTIN, Published, write_tables
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out the built-in published rows (added by default for matching ViT-B/16 rows)",
     )
-    significance.add_arguments(parser)
+    stats_options.add_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,12 +89,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         published = BUILTIN
     write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
-    request = significance.request_from_args(args)
+    request = stats_options.request_from_args(args)
     if request.any:
         out_dir = args.out or args.experiment_dir
-        significance.write_statistics(
-            args.experiment_dir, metric=args.metric, out_dir=out_dir, request=request
-        )
+        write_statistics(args.experiment_dir, metric=args.metric, out_dir=out_dir, request=request)
     return ExitCode.OK
 
 

@@ -9,5 +9,6 @@ and :mod:`cliptrase.reproduce` call them directly.
 - :mod:`~cliptrase.harness.evaluate`: build dataset, segmentor and metric; run mmengine's test loop.
 - :mod:`~cliptrase.harness.run`: one job end to end (resume, evaluate, write the record); ``run_safely``
   adds the config-hash lock and the ``failed.json`` of a failing job (sweep cells, ``cliptrase reproduce``).
-- :mod:`~cliptrase.harness.tables`: the one writer of an experiment's ``table.{md,csv,png}``.
+
+A finished job's tables are written by :mod:`cliptrase.reporting.table_files`.
 """

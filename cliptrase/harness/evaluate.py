@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.datasets.prompts import JobPrompts, job_prompts
-from cliptrase.evaluation.paper_metric import PAPER_METRIC
+from cliptrase.engine.paper_metric import PAPER_METRIC
 from cliptrase.harness.runtime import init_distributed, resolve_precision, world_size
 from cliptrase.protocols.pipeline import build_pipeline
 
@@ -162,9 +162,9 @@ def _hooks(
 ) -> list[Hook]:
     """Progress logging, the per-image records (``per_image.npz``), plus the prediction writer when
     ``save_predictions`` asks for it."""
-    from cliptrase.evaluation.metrics import SavePerImageHook
-    from cliptrase.evaluation.progress import ProgressHook
-    from cliptrase.evaluation.visualize import SavePredictionsHook
+    from cliptrase.engine.metrics import SavePerImageHook
+    from cliptrase.engine.predictions import SavePredictionsHook
+    from cliptrase.engine.progress import ProgressHook
     from cliptrase.harness.identity import config_hash_of
 
     run_dir = Path(cfg.paths.results_dir) / cfg.experiment_name / run_name

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cliptrase.evaluation.results import config_hash
+from cliptrase.records.results import config_hash
 
 HASH_EXCLUDE = (
     "paths",

@@ -19,12 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from cliptrase.config import validate
 from cliptrase.datasets.label_check import InvalidLabelCounter
 from cliptrase.errors import USER_ERRORS, message_of
-from cliptrase.evaluation.failures import FailedRecord, clear_failure, write_failure
-from cliptrase.evaluation.provenance import collect_provenance
-from cliptrase.evaluation.results import ResultRecord, find_complete, write_record
 from cliptrase.harness.evaluate import evaluate
 from cliptrase.harness.identity import config_hash_of, row_label, run_name_of
 from cliptrase.harness.runtime import is_main_process, resolve_precision, seed_everything, world_size
+from cliptrase.records.failures import FailedRecord, clear_failure, write_failure
+from cliptrase.records.provenance import collect_provenance
+from cliptrase.records.results import ResultRecord, find_complete, write_record
 from cliptrase.utils.fs import ensure_writable
 from cliptrase.utils.locks import held, job_lock
 

@@ -3,7 +3,7 @@
 In a ``-m`` multirun, :func:`run_job` runs each job through :func:`cliptrase.harness.run.run_safely` (the
 code path ``cliptrase reproduce`` uses too): a job's error is logged (one line for a user error, the
 traceback for a programming error) and recorded in the cell's ``failed.json``
-(:mod:`cliptrase.evaluation.failures`); one outcome line goes into the sweep folder, and the launcher goes
+(:mod:`cliptrase.records.failures`); one outcome line goes into the sweep folder, and the launcher goes
 on with the next cell.
 :class:`SweepSummary` (a Hydra callback named in ``configs/eval.yaml``) reads those outcomes when the
 sweep ends, logs the failed cells and sets :data:`FAILED_CELLS`, from which ``cliptrase-eval`` exits

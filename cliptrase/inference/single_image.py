@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from cliptrase.errors import DataError, DataNotFoundError
-from cliptrase.evaluation.visualize import render_overlay
+from cliptrase.inference.overlay import render_overlay
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions
 from cliptrase.models.clip import LoadedClip

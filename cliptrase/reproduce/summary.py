@@ -1,5 +1,5 @@
 """The end of ``cliptrase reproduce``: the experiment's table with published and Δ rows (the one table
-writer, :func:`cliptrase.harness.tables.write_tables`), and the summary of every step per dataset with
+writer, :func:`cliptrase.reporting.table_files.write_tables`), and the summary of every step per dataset with
 measured vs published mIoU (docs/method.md §9.1 for ``paper``, docs/protocols.md §4a for ``standard``)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from cliptrase.reproduce.spec import DatasetReport, JobResult, Options
 
 def write_table(experiment_dir: Path, jobs: Sequence[JobResult]) -> Path | None:
     """``table.{md,csv,png}`` of the experiment with published and Δ rows for this run's rows."""
-    from cliptrase.evaluation.published import PUBLISHED_MODEL
-    from cliptrase.harness.tables import write_tables
+    from cliptrase.reporting.published import PUBLISHED_MODEL
+    from cliptrase.reporting.table_files import write_tables
 
     if not experiment_dir.is_dir() or not any(j.miou is not None or _failed(j) for j in jobs):
         return None
@@ -43,7 +43,7 @@ def failed_markdown(jobs: Sequence[JobResult]) -> str:
 
 def comparison_markdown(jobs: Sequence[JobResult]) -> str:
     """Measured mIoU beside the published one and the difference, one line per job of this run."""
-    from cliptrase.evaluation.published import SOURCES, published_numbers
+    from cliptrase.reporting.published import SOURCES, published_numbers
 
     lines = [
         "| dataset | protocol | method | measured mIoU | published | Δ | status |",

@@ -8,7 +8,7 @@ import numpy as np
 import open_clip
 import torch
 
-from cliptrase.evaluation.paper_metric import confusion_matrix
+from cliptrase.engine.paper_metric import confusion_matrix
 from cliptrase.method.cluster import dbscan
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions

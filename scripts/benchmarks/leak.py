@@ -11,7 +11,7 @@ from .common import SYNTH_HW, emit, run_cell, write_synthetic
 
 def leak_cell(args) -> None:
     """A long run with RSS sampled every ``args.every`` images; prints ``BENCH {json}``."""
-    from cliptrase.evaluation.timing import StageTimerHook
+    from cliptrase.engine.timing import StageTimerHook
 
     overrides = cell_overrides(
         dataset="voc21",

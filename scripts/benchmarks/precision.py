@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+from cliptrase.engine.paper_metric import confusion_matrix, paper_scores
 from cliptrase.method.runner import Predictor
 from cliptrase.models.clip import load_clip
 from cliptrase.protocols.paper import (

@@ -11,7 +11,7 @@ import torch
 
 def synthetic_counts(images: int, classes: int, definition: str, seed: int):
     """Per-image confusion counts like a real run: ~12 GT classes per image, 80 % of pixels right."""
-    from cliptrase.evaluation.per_image import ImageCells, PerImageCounts
+    from cliptrase.records.per_image import ImageCells, PerImageCounts
 
     rng = np.random.default_rng(seed)
     side = classes + 1 if definition == "mmseg_iou" else classes
@@ -27,7 +27,7 @@ def synthetic_counts(images: int, classes: int, definition: str, seed: int):
 
 
 def bench_stats(args) -> None:
-    from cliptrase.evaluation.stats import (
+    from cliptrase.stats.bootstrap import (
         percentile_interval,
         resample_rng,
         resampled_sums,

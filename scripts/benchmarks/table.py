@@ -63,7 +63,7 @@ def bare_encoder(cfg, backbone: str, precision: str, device: torch.device) -> Ca
 
 def measured_cell(overrides: list[str], backbone: str, precision: str, device: torch.device) -> dict:
     """One harness cell with the bare encoder interleaved: per-image figures (warm-up excluded)."""
-    from cliptrase.evaluation.timing import StageTimerHook
+    from cliptrase.engine.timing import StageTimerHook
 
     def hooks(cfg, timer):
         # interleaved after every iteration of the same loop, so drift in machine load hits both alike

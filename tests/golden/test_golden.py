@@ -21,7 +21,7 @@ import torch
 from helpers.golden import GOLDEN_DIR
 from PIL import Image
 
-from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+from cliptrase.engine.paper_metric import confusion_matrix, paper_scores
 from cliptrase.method.cluster import dbscan
 from cliptrase.method.runner import Predictor
 from cliptrase.models.clip import load_clip

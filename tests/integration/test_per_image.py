@@ -14,10 +14,10 @@ import pytest
 from helpers.config import compose_eval
 from helpers.golden import golden_weights
 
-from cliptrase.evaluation.per_image import PER_IMAGE_FILE, load_per_image
-from cliptrase.evaluation.results import load_records
-from cliptrase.evaluation.stats import scores
 from cliptrase.harness.run import run
+from cliptrase.records.per_image import PER_IMAGE_FILE, load_per_image
+from cliptrase.records.results import load_records
+from cliptrase.stats.bootstrap import scores
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from PIL import Image
 
 from cliptrase.cli import reproduce
 from cliptrase.datasets import download
-from cliptrase.evaluation.published import PAPER_README, PUBLISHED, published_for_rows
 from cliptrase.harness.identity import weights_digest
+from cliptrase.reporting.published import PAPER_README, PUBLISHED, published_for_rows
 
 pytestmark = pytest.mark.integration
 

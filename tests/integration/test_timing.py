@@ -6,7 +6,7 @@ import pytest
 from helpers.config import compose_eval
 
 from cliptrase.config import validate
-from cliptrase.evaluation.timing import StageTimerHook
+from cliptrase.engine.timing import StageTimerHook
 from cliptrase.harness.evaluate import evaluate
 from cliptrase.utils.profiling import STAGES, StageTimer, active_timer, stage
 

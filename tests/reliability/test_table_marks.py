@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cliptrase.evaluation.failures import FailedRecord
-from cliptrase.evaluation.results import ResultRecord
-from cliptrase.evaluation.tables import FAILED, build_tables, to_csv, to_markdown
+from cliptrase.records.failures import FailedRecord
+from cliptrase.records.results import ResultRecord
+from cliptrase.reporting.tables import FAILED, build_tables, to_csv, to_markdown
 
 
 def _record(row: str, column: str, miou: float, **provenance: object) -> ResultRecord:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cliptrase.evaluation.paper_metric import paper_scores
-from cliptrase.evaluation.per_image import ImageCells, PerImageCounts, write_per_image
-from cliptrase.evaluation.results import ResultRecord, config_hash, write_record
-from cliptrase.evaluation.stats import mmseg_scores
+from cliptrase.engine.paper_metric import paper_scores
+from cliptrase.records.per_image import ImageCells, PerImageCounts, write_per_image
+from cliptrase.records.results import ResultRecord, config_hash, write_record
+from cliptrase.stats.bootstrap import mmseg_scores
 
 CLASSES = ("sky", "grass", "road")
 

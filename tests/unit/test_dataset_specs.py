@@ -19,7 +19,7 @@ from cliptrase.datasets.download import (
 )
 from cliptrase.datasets.prepare import NEEDS_NO_RAW, OPTIONS, PREPARERS
 from cliptrase.datasets.spec import dataset_specs, paper_benchmarks, standard_benchmarks, table_order
-from cliptrase.evaluation import tables
+from cliptrase.reporting import tables
 from cliptrase.reproduce.spec import TABLES
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cliptrase" / "datasets"

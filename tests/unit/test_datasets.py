@@ -232,7 +232,7 @@ def test_a_toy_dataset_added_the_documented_way(tmp_path, monkeypatch):
     from cliptrase.datasets.download import DATASET_SOURCES, PREPARED_BYTES, download_datasets, raw_dir
     from cliptrase.datasets.prepare import PREPARERS, prepare_dataset
     from cliptrase.datasets.spec import get_spec
-    from cliptrase.evaluation import tables
+    from cliptrase.reporting import tables
 
     module_text, config_text = _guide_snippets()
     name = "my_benchmark"

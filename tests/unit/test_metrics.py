@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cliptrase.evaluation.metrics import IoUMetricPerClass, PaperMetric
-from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+from cliptrase.engine.metrics import IoUMetricPerClass, PaperMetric
+from cliptrase.engine.paper_metric import confusion_matrix, paper_scores
 
 GT = [np.array([[0, 0, 1], [1, 2, 255]]), np.array([[2, 2, 0], [0, 1, 1]])]
 PRED = [np.array([[0, 1, 1], [1, 2, 0]]), np.array([[2, 0, 0], [0, 1, 2]])]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cliptrase.evaluation.paper_metric import confusion_matrix, paper_scores
+from cliptrase.engine.paper_metric import confusion_matrix, paper_scores
 from cliptrase.protocols.paper import (
     PAPER_KEYS,
     dbscan_settings,

@@ -9,9 +9,9 @@ from helpers.config import compose_eval
 
 from cliptrase.config import validate
 from cliptrase.errors import ConfigError
-from cliptrase.evaluation.published import published_for_rows
 from cliptrase.harness.identity import config_hash_of, row_label
 from cliptrase.harness.runtime import resolve_precision
+from cliptrase.reporting.published import published_for_rows
 
 PEERS = ("sclip", "naclip", "clearclip", "proxyclip", "resclip", "scclip")
 

@@ -13,8 +13,8 @@ from helpers.config import compose_eval
 
 from cliptrase.config import validate
 from cliptrase.datasets.config import config_dir
-from cliptrase.evaluation.published import PUBLISHED, ROWS, PublishedRow, published_for_rows
-from cliptrase.evaluation.tables import STANDARD_BENCHMARKS
+from cliptrase.reporting.published import PUBLISHED, ROWS, PublishedRow, published_for_rows
+from cliptrase.reporting.tables import STANDARD_BENCHMARKS
 
 CONFIG_DIR = config_dir()
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
@@ -172,7 +172,7 @@ def test_published_rows_sit_on_their_presets():
 
 
 def test_tables_compare_only_the_same_metric():
-    from cliptrase.evaluation.tables import _comparable
+    from cliptrase.reporting.tables import _comparable
 
     row = PublishedRow({"voc21": 50.0}, "src", "paper_scores")
     assert _comparable(row, "paper_scores")

@@ -15,7 +15,7 @@ from PIL import Image
 from stats_records import random_matrices, write_run
 
 from cliptrase.cli import report as report_cli
-from cliptrase.evaluation.qualitative import PREDICTIONS_DIR
+from cliptrase.reporting.qualitative import PREDICTIONS_DIR
 
 CLIP, OURS, NAIVE = "clip | tiny | paper224", "cliptrase | tiny | paper224", "naclip | tiny | paper224"
 STEMS = ("img0000", "img0001", "img0002")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cliptrase.evaluation import provenance, results
-from cliptrase.evaluation.provenance import collect_provenance
-from cliptrase.evaluation.results import (
+from cliptrase.records import provenance, results
+from cliptrase.records.provenance import collect_provenance
+from cliptrase.records.results import (
     ResultExistsError,
     ResultRecord,
     config_hash,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from stats_records import random_matrices, write_run
 
-from cliptrase.evaluation.results import load_records
-from cliptrase.evaluation.tables import build_table
 from cliptrase.harness.compose import compose_job
 from cliptrase.harness.identity import config_hash_of, row_label, run_name_of
-from cliptrase.harness.tables import write_tables
+from cliptrase.records.results import load_records
+from cliptrase.reporting.table_files import write_tables
+from cliptrase.reporting.tables import build_table
 
 
 def _identity(*overrides: str) -> tuple[str, str, str]:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from stats_records import counts_of, random_matrices, summary, write_run
 
-from cliptrase.evaluation.comparisons import bootstrap_records, compare_rows, resolve_row
-from cliptrase.evaluation.paper_metric import paper_scores
-from cliptrase.evaluation.per_image import PER_IMAGE_FILE, PerImageCounts, load_per_image
-from cliptrase.evaluation.results import load_records
-from cliptrase.evaluation.significance import StatsRequest, write_statistics
-from cliptrase.evaluation.stats import resample_rng, resampled_sums, scores
+from cliptrase.engine.paper_metric import paper_scores
+from cliptrase.records.per_image import PER_IMAGE_FILE, PerImageCounts, load_per_image
+from cliptrase.records.results import load_records
+from cliptrase.reporting.analysis import StatsRequest, write_statistics
+from cliptrase.stats.bootstrap import resample_rng, resampled_sums, scores
+from cliptrase.stats.comparisons import bootstrap_records, compare_rows, resolve_row
 
 DEFINITIONS = ("mmseg_iou", "paper_scores")
 CLIP, OURS = "clip | tiny | paper224", "cliptrase | tiny | paper224"

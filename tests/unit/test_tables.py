@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from cliptrase.cli import table as table_cli
-from cliptrase.evaluation import tables
-from cliptrase.evaluation.results import ResultRecord, config_hash, write_record
-from cliptrase.evaluation.tables import build_table, build_tables, to_bar_chart, to_csv, to_markdown
+from cliptrase.records.results import ResultRecord, config_hash, write_record
+from cliptrase.reporting import tables
+from cliptrase.reporting.tables import build_table, build_tables, to_bar_chart, to_csv, to_markdown
 
 ROW_A = "cliptrase | ViT-B-16/openai"
 ROW_B = "clip | ViT-B-16/openai"
@@ -244,7 +244,7 @@ def test_register_adds_table_subcommand(tmp_path):
 
 def test_builtin_published_rows_for_matching_labels():
     """A ViT-B/16 CLIPtrase paper224 row gets the authors' README numbers; ablation rows get none."""
-    from cliptrase.evaluation.published import published_for_rows
+    from cliptrase.reporting.published import published_for_rows
 
     rows = {"cliptrase | vit_b16_openai | paper224", "cliptrase | vit_b16_openai | paper224 | eps=0.5"}
     got = published_for_rows(rows)
@@ -255,7 +255,7 @@ def test_builtin_published_rows_for_matching_labels():
 def test_peer_runs_get_their_published_rows_beside_them(tmp_path):
     """experiment=peers as a table: each run under its preset gets the row that preset produced, with Δ;
     the same method under the uniform `standard` protocol gets none (a different pipeline)."""
-    from cliptrase.harness.tables import write_tables
+    from cliptrase.reporting.table_files import write_tables
 
     exp = tmp_path / "peers"
     naclip = "naclip | vit_b16_openai | naclip"

@@ -2,7 +2,7 @@
 
 A job that fails (bad data, missing file, a crash) writes ``<run>/failed.json`` with the error line and the
 resolved config instead of ``metrics.json``. It never counts as done
-(:func:`~cliptrase.evaluation.results.find_complete` reads only ``metrics.json``), so re-running the sweep
+(:func:`~cliptrase.records.results.find_complete` reads only ``metrics.json``), so re-running the sweep
 retries exactly the failed and missing cells; a later success removes the file. Written atomically like
 every record.
 """
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cliptrase.evaluation.results import METRICS_FILE, atomic_write_text, to_plain
+from cliptrase.records.results import METRICS_FILE, atomic_write_text, to_plain
 
 logger = logging.getLogger(__name__)
 

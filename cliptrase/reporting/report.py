@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cliptrase.evaluation.class_view import class_chart
-from cliptrase.evaluation.comparisons import Comparison, Difference, Interval, IntervalTable
-from cliptrase.evaluation.qualitative import Qualitative
-from cliptrase.evaluation.significance import Analysis
-from cliptrase.evaluation.tables import AVG, MISSING
+from cliptrase.reporting.analysis import Analysis
+from cliptrase.reporting.class_view import class_chart
+from cliptrase.reporting.qualitative import Qualitative
+from cliptrase.reporting.stats_tables import IntervalTable
+from cliptrase.reporting.tables import AVG, MISSING
+from cliptrase.stats.bootstrap import Interval
+from cliptrase.stats.comparisons import Comparison, Difference
 
 logger = logging.getLogger(__name__)
 

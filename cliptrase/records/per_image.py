@@ -1,5 +1,5 @@
 """Per-image confusion counts of a run (``per_image.npz`` beside ``metrics.json``), for statistics without
-re-running: bootstrap intervals and paired comparisons (:mod:`cliptrase.evaluation.stats`).
+re-running: bootstrap intervals and paired comparisons (:mod:`cliptrase.stats.bootstrap`).
 
 Both metric definitions sum per-image confusion matrices, so the per-image matrices are the sufficient
 statistic of every number a record holds: mmseg's ``IoUMetric`` sums per-image intersections, prediction
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliptrase.evaluation.results import ResultRecord, atomic_write_bytes
+from cliptrase.records.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ confusion matrix summed over images, so a resample's numbers are the metric appl
 multiplicity-weighted sum of the per-image matrices: ``weights (R, N) @ marginals (N, 3C)`` gives, for
 all R resamples at once, the summed intersections, GT areas and prediction areas (mmseg's ``IoUMetric``
 sums exactly these; the authors' ``paper_scores`` needs nothing else of the matrix, docs/method.md §5.2).
-The metric is then applied per resample with the same formulas as :mod:`cliptrase.evaluation.metrics`
+The metric is then applied per resample with the same formulas as :mod:`cliptrase.engine.metrics`
 (mmseg: NaN for classes without union, means over the others; paper: +0.01 denominators, mIoU over the
 classes present in the resample's GT). Sums are integers below 2**53, exact in float64, so identical
 inputs give bit-identical resamples.

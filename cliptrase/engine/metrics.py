@@ -4,7 +4,7 @@ as is for the standard protocol).
 Both keep each image's confusion matrix as its non-zero cells, one result entry per image, so that
 mmengine gathers them across torchrun ranks like any result (and drops the sampler's padding by entry
 position); after ``compute_metrics`` the metric's ``per_image`` holds them in dataset order
-(:class:`~cliptrase.evaluation.per_image.PerImageCounts`, written as ``per_image.npz``).
+(:class:`~cliptrase.records.per_image.PerImageCounts`, written as ``per_image.npz``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmseg.evaluation import IoUMetric
 
-from cliptrase.evaluation.paper_metric import PAPER_METRIC, confusion_matrix, paper_scores
-from cliptrase.evaluation.per_image import ImageCells, PerImageCounts, image_cells, write_per_image
+from cliptrase.engine.paper_metric import PAPER_METRIC, confusion_matrix, paper_scores
+from cliptrase.records.per_image import ImageCells, PerImageCounts, image_cells, write_per_image
 from cliptrase.registry import METRICS
 from cliptrase.utils.profiling import stage
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 from cliptrase.errors import DataError
-from cliptrase.evaluation.failures import load_failures
-from cliptrase.evaluation.published import PUBLISHED_MODEL, published_for_rows
-from cliptrase.evaluation.results import atomic_write_text, load_records
-from cliptrase.evaluation.stats import SCORERS
-from cliptrase.evaluation.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+from cliptrase.records.failures import load_failures
+from cliptrase.records.results import atomic_write_text, load_records
+from cliptrase.reporting.published import PUBLISHED_MODEL, published_for_rows
+from cliptrase.reporting.tables import Table, build_tables, to_bar_chart, to_csv, to_markdown
+from cliptrase.stats.bootstrap import SCORERS
 from cliptrase.utils.locks import held, tables_lock
 
 logger = logging.getLogger(__name__)

@@ -12,32 +12,33 @@ Files written beside the tables (``<stem>`` is the table's own stem, e.g. ``tabl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cliptrase.evaluation.class_view import write_class_chart
-from cliptrase.evaluation.comparisons import (
-    Bootstrap,
-    Comparison,
+from cliptrase.records.results import ResultRecord, atomic_write_text, load_records
+from cliptrase.reporting.class_view import write_class_chart
+from cliptrase.reporting.stats_tables import (
     IntervalTable,
-    bootstrap_records,
     class_differences_csv,
-    compare_rows,
     comparison_csv,
     comparison_markdown,
     interval_csv,
     interval_markdown,
     interval_table,
+)
+from cliptrase.reporting.tables import Table, build_tables
+from cliptrase.stats.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+from cliptrase.stats.comparisons import (
+    Bootstrap,
+    Comparison,
+    bootstrap_records,
+    compare_rows,
     resolve_row,
     shared_columns,
 )
-from cliptrase.evaluation.results import ResultRecord, atomic_write_text, load_records
-from cliptrase.evaluation.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
-from cliptrase.evaluation.tables import Table, build_tables
 
 logger = logging.getLogger(__name__)
 
@@ -72,38 +73,6 @@ class Analysis:
 
     intervals: IntervalTable
     comparisons: tuple[Comparison, ...]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The statistics options of ``cliptrase-table`` (``--ci``, ``--compare``, ``--baseline``, ...)."""
-    group = parser.add_argument_group("statistics over images (from per-image records, docs/records.md)")
-    group.add_argument(
-        "--ci", action="store_true", help="95 %% bootstrap interval for every cell and average (<stem>_ci.md)"
-    )
-    group.add_argument(
-        "--resamples", type=int, default=DEFAULT_RESAMPLES, help=f"bootstrap resamples ({DEFAULT_RESAMPLES})"
-    )
-    group.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"bootstrap seed ({DEFAULT_SEED})")
-    rows = group.add_mutually_exclusive_group()
-    rows.add_argument(
-        "--compare",
-        nargs=2,
-        metavar=("ROW_A", "ROW_B"),
-        help="paired bootstrap of A - B per dataset, per-class charts (a row label or one of its | fields)",
-    )
-    rows.add_argument("--baseline", metavar="ROW", help="every other row against ROW, as --compare")
-
-
-def request_from_args(args: argparse.Namespace) -> StatsRequest:
-    """The :class:`StatsRequest` of parsed :func:`add_arguments` options (absent options: nothing)."""
-    compare = getattr(args, "compare", None)
-    return StatsRequest(
-        ci=bool(getattr(args, "ci", False)),
-        compare=tuple(compare) if compare else None,
-        baseline=getattr(args, "baseline", None),
-        n_resamples=getattr(args, "resamples", DEFAULT_RESAMPLES),
-        seed=getattr(args, "seed", DEFAULT_SEED),
-    )
 
 
 def slug(label: str) -> str:

@@ -1,6 +1,6 @@
 """Result records -> the papers' tables: datasets as columns, methods/backbones/ablations as rows, an average.
 
-Tables are derived from :class:`~cliptrase.evaluation.results.ResultRecord` files only, never typed by hand
+Tables are derived from :class:`~cliptrase.records.results.ResultRecord` files only, never typed by hand
 or parsed from logs (docs/style.md §3.9). A table holds one metric of one metric definition: numbers of
 ``mmseg_iou`` and ``paper_scores`` are not comparable (docs/style.md §3.5), so records of several definitions
 give several tables (:func:`build_tables`) or an error (:func:`build_table`). Published numbers, when given,
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cliptrase.evaluation.failures import FailedRecord
-from cliptrase.evaluation.results import ResultRecord, atomic_write_bytes
+from cliptrase.records.failures import FailedRecord
+from cliptrase.records.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def _comparable(numbers: Mapping[str, float] | None, metric_definition: str) -> 
     """A published row is set beside (and subtracted from) a measured one only under the same metric.
 
     The preset already matches (the row label ends in the protocol); a row that states its metric
-    (:class:`~cliptrase.evaluation.published.PublishedRow`) must also state this table's.
+    (:class:`~cliptrase.reporting.published.PublishedRow`) must also state this table's.
     """
     if numbers is None:
         return False

@@ -1,6 +1,6 @@
 """Provenance of a result: git state, package versions, host, device and times (docs/style.md §3.9).
 
-Recorded in every result record (``ResultRecord.provenance``, :mod:`cliptrase.evaluation.results`) so a
+Recorded in every result record (``ResultRecord.provenance``, :mod:`cliptrase.records.results`) so a
 number can be traced to the code and machine that produced it.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cliptrase import __version__
-from cliptrase.evaluation.results import to_plain
+from cliptrase.records.results import to_plain
 
 PACKAGES: tuple[str, ...] = (
     "torch",

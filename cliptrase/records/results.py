@@ -7,8 +7,8 @@ half-written file that looks like a result. ``metrics.json`` is written last: it
 a complete record (:func:`find_complete`), and an existing complete record is never replaced unless the caller
 asks for it (:class:`ResultExistsError`).
 
-Tables are derived from these records (:mod:`cliptrase.evaluation.tables`), never parsed from logs; the
-provenance block is collected by :mod:`cliptrase.evaluation.provenance`. ``atomic_write_bytes`` and
+Tables are derived from these records (:mod:`cliptrase.reporting.tables`), never parsed from logs; the
+provenance block is collected by :mod:`cliptrase.records.provenance`. ``atomic_write_bytes`` and
 ``atomic_write_text`` are :mod:`cliptrase.utils.fs`'s, re-exported here for the modules that write next to
 records.
 """

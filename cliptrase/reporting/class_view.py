@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cliptrase.evaluation.comparisons import ClassDifferences
-from cliptrase.evaluation.results import atomic_write_bytes
+from cliptrase.records.results import atomic_write_bytes
+from cliptrase.stats.comparisons import ClassDifferences
 
 MAX_CHART_CLASSES = 60
 """Most classes drawn in one chart (half gains, half losses beyond it)."""

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cliptrase.evaluation.comparisons import latest_records
-from cliptrase.evaluation.results import ResultRecord
-from cliptrase.evaluation.tables import column_order
+from cliptrase.records.results import ResultRecord
+from cliptrase.reporting.tables import column_order
+from cliptrase.stats.comparisons import latest_records
 
 logger = logging.getLogger(__name__)
 

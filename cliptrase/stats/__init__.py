@@ -1,0 +1,1 @@
+"""Statistics over images from per-image records: bootstrap intervals and paired comparisons, numbers only."""
