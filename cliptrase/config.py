@@ -17,13 +17,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.errors import ConfigError
+from cliptrase.utils.class_names import VOCABS
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 """Values of ``precision``: fp32 is exact; bf16/fp16 autocast the image tower (null: the protocol's
 ``published_precision`` on CUDA, fp32 elsewhere; resolved when the job starts)."""
 PROTOCOL_KINDS: tuple[str, ...] = ("paper", "standard")
 METRICS: tuple[str, ...] = ("paper_scores", "mmseg_iou")
-VOCABS: tuple[str, ...] = ("paper", "standard", "clearclip", "proxyclip")
 DATASET_VOCABS: tuple[str, ...] = ("paper", "standard")
 """Vocabularies every dataset config is checked against (its ``paper_key`` and ``standard_vocab`` files)."""
 VOTES: tuple[str | None, ...] = (None, "majority", "mean_logits")
@@ -149,7 +149,7 @@ class ProtocolConfig:
             back (ClearCLIP 16, ProxyCLIP 56). Then the patch grid is floored and the logits stretched over
             the (padded) window, as every peer's patch convolution does (SCLIP, NACLIP: no padding).
         metric: ``paper_scores`` or ``mmseg_iou``.
-        vocab: class-name set (``cliptrase.datasets.vocab.VOCAB_SETS``): ``paper``, ``standard`` (= the
+        vocab: class-name set (``cliptrase.utils.class_names.VOCABS``): ``paper``, ``standard`` (= the
             SCLIP/NACLIP files), ``clearclip`` or ``proxyclip``.
         pos_offset: positional-table resize: ``scale_factor = (g + offset) / g0`` bicubic (0.1: the
             authors', SCLIP, NACLIP, ClearCLIP, ProxyCLIP); null = resize to the grid size.
@@ -472,7 +472,7 @@ def check_dataset_config(dataset: DatasetConfig, vocabs: Sequence[str] = DATASET
     Raises:
         ConfigError: unknown dataset type, or a count/background mismatch, naming the config file.
     """
-    from cliptrase.datasets.base import get_dataset_class
+    from cliptrase.datasets.spec import get_dataset_class
     from cliptrase.datasets.vocab import load_vocabulary
 
     where = f"configs/dataset/{dataset.name}.yaml"

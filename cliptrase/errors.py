@@ -31,20 +31,19 @@ through, traceback included.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from typing import Any
 
+from cliptrase.paths import DEBUG_ENV
+
 logger = logging.getLogger("cliptrase")
 
-DEBUG_ENV = "CLIPTRASE_DEBUG"
-"""Set to 1 to see the traceback of user errors."""
 HYDRA_DEBUG_ENV = "HYDRA_FULL_ERROR"
 """Hydra's own switch for full tracebacks; honoured the same way."""
 _TRUE = ("1", "true", "yes", "on")
@@ -176,59 +175,28 @@ def sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-def call_guarded(func: Callable[..., int | None], *args: Any, prefix: str = "", debug: bool = False) -> int:
-    """Run an entry point's body; return its status, or a user error's code after one log line.
-
-    Args:
-        func: the command; returns its exit status (``None`` = 0).
-        prefix: names the command in the message (``data check voc21``).
-        debug: let every exception through with its traceback (``--debug``); the environment switches
-            (:func:`debug_enabled`) do the same.
-    """
-    try:
-        return int(func(*args) or 0)
-    except (KeyboardInterrupt, *USER_ERRORS) as err:
-        if debug or debug_enabled():
-            raise
-        return _handle(err, prefix)
-
-
-def guarded(prefix: str = "") -> Callable[[Callable[..., int | None]], Callable[..., int]]:
-    """Decorator form of :func:`call_guarded` for sub-command functions (``args -> exit status``).
-
-    The ``--debug`` flag of the ``cliptrase`` entry point is honoured when the first argument carries it.
-    """
-
-    def wrap(func: Callable[..., int | None]) -> Callable[..., int]:
-        @functools.wraps(func)
-        def wrapper(*args: Any) -> int:
-            debug = bool(args and getattr(args[0], "debug", False))
-            return call_guarded(func, *args, prefix=prefix, debug=debug)
-
-        return wrapper
-
-    return wrap
+class BoundaryExit(SystemExit):
+    """The exit of :func:`error_boundary` after it reported a user error or an interrupt in one line; its
+    ``code`` is the :class:`ExitCode`. An argparse console script returns that code from ``main``
+    (:func:`cliptrase.cli.console.run_console`); anywhere else it ends the process like ``SystemExit``."""
 
 
 @contextmanager
-def error_boundary(*, prefix: str = "", debug: bool = False, propagate: bool = False) -> Iterator[None]:
-    """Context form of :func:`call_guarded` for code that cannot return a status (a Hydra task function).
+def error_boundary(*, prefix: str = "", debug: bool = False) -> Iterator[None]:
+    """The one error boundary of every console script: a user error or an interrupt inside it is logged as
+    one line and ends the command with its exit code; anything else keeps its traceback.
 
     Args:
-        prefix: names the command in the message.
-        debug: let every exception through with its traceback.
-        propagate: log the one line, then re-raise the user error instead of exiting (a job of a Hydra
-            multirun: the launcher records it as failed and goes on with the next job).
+        prefix: names the command in the message (``data check``, ``reproduce paper``).
+        debug: let every exception through with its traceback (``--debug``); the environment switches
+            (:func:`debug_enabled`) do the same.
 
     Raises:
-        SystemExit: the user error's code (or ``INTERRUPTED``) after one log line.
+        BoundaryExit: the user error's code (or ``INTERRUPTED``) after one log line.
     """
     try:
         yield
     except (KeyboardInterrupt, *USER_ERRORS) as err:
         if debug or debug_enabled():
             raise
-        code = _handle(err, prefix)
-        if propagate and not isinstance(err, KeyboardInterrupt):
-            raise
-        raise SystemExit(code) from None
+        raise BoundaryExit(_handle(err, prefix)) from None

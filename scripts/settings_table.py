@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from cliptrase.config import DatasetProtocol, ProtocolConfig, validate
-from cliptrase.datasets.config import config_dir
 from cliptrase.harness.compose import compose_job
+from cliptrase.paths import config_dir
 from cliptrase.reporting.tables import STANDARD_BENCHMARKS
 
 logger = logging.getLogger("settings_table")

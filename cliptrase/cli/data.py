@@ -18,8 +18,8 @@ import logging
 from pathlib import Path
 
 from cliptrase.datasets import DATASET_CLASSES, default_data_root
-from cliptrase.datasets.config import list_dataset_configs, load_dataset_config
-from cliptrase.errors import ConfigError, ExitCode, guarded
+from cliptrase.datasets.config_files import list_dataset_configs, load_dataset_config
+from cliptrase.errors import ConfigError, ExitCode
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@guarded("data prepare")
 def _prepare(args: argparse.Namespace) -> int:
     from cliptrase.datasets.prepare import prepare_dataset
 
@@ -61,7 +60,6 @@ def parse_mirrors(items: list[str] | None) -> dict[str, str]:
     return mirrors
 
 
-@guarded("data download")
 def _download(args: argparse.Namespace) -> int:
     from cliptrase.datasets.download import download_datasets, downloadable_datasets, human_bytes, raw_dir
 
@@ -85,7 +83,6 @@ def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@guarded("data check")
 def _check(args: argparse.Namespace) -> int:
     from cliptrase.datasets.prepare.check import check_dataset
 
@@ -143,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument(
         "--delete-archives", action="store_true", help="delete each archive once extracted (saves disk)"
     )
-    download.set_defaults(func=_download)
+    download.set_defaults(func=_download, error_prefix="data download")
 
     prepare = commands.add_parser("prepare", help="convert an official download into the data root")
     prepare.add_argument("name", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}")
@@ -159,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--id-map", type=Path, default=None, help="ade847 only: MaskFormer's id/trainId table (JSON)"
     )
-    prepare.set_defaults(func=_prepare)
+    prepare.set_defaults(func=_prepare, error_prefix="data prepare")
 
     check = commands.add_parser("check", help="check a prepared dataset; exit 1 if any problem is found")
     check.add_argument("name", nargs="?", default=None, metavar="NAME", help=f"one of: {', '.join(names)}")
@@ -178,4 +175,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: cores, at most 8)"
     )
-    check.set_defaults(func=_check)
+    check.set_defaults(func=_check, error_prefix="data check")

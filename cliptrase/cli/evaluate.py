@@ -24,12 +24,12 @@ import torch
 from omegaconf import DictConfig
 
 from cliptrase.config import register_configs
-from cliptrase.datasets.config import config_dir
 from cliptrase.errors import USER_ERRORS, ExitCode, error_boundary, message_of, sigterm_as_interrupt
 from cliptrase.harness.compose import EVAL_CONFIG
-from cliptrase.harness.run import experiment_dir_of
+from cliptrase.harness.identity import experiment_dir_of
 from cliptrase.harness.runtime import is_main_process
 from cliptrase.harness.sweep import FAILED_CELLS, in_multirun, run_job
+from cliptrase.paths import config_dir
 from cliptrase.reporting.table_files import write_tables
 
 logger = logging.getLogger("cliptrase.eval")

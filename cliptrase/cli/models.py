@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cliptrase.models.catalogue import ModelSpec, resolve_specs, shipped_model_specs
+from cliptrase.models.shipped import ModelSpec, resolve_specs, shipped_model_specs
 
 logger = logging.getLogger(__name__)
 

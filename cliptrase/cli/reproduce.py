@@ -15,8 +15,7 @@ import argparse
 from pathlib import Path
 
 from cliptrase.cli.data import parse_mirrors
-from cliptrase.datasets.base import default_data_root
-from cliptrase.errors import call_guarded
+from cliptrase.paths import default_data_root
 from cliptrase.reproduce import TABLES, Options, reproduce
 
 
@@ -41,7 +40,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return call_guarded(lambda: reproduce(options_from_args(args)), prefix=f"reproduce {args.table}")
+    return reproduce(options_from_args(args))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,4 +84,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="prepared copies are deliberate subsets: any image count passes (as `data check --subset`)",
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, error_prefix=lambda args: f"reproduce {args.table}")

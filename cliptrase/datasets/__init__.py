@@ -1,9 +1,9 @@
 """The benchmarks as mmseg datasets, their specs, vocabularies, converters and checks.
 
-Importing this package imports every module of it (a new benchmark module is found without an edit here),
-which registers every dataset class (``DATASETS``) with its spec (:mod:`.spec`), ``LoadAnnotationsU16`` and
-``CheckLabels`` (``TRANSFORMS``); ``cliptrase.registry`` names it in ``locations``, so configs resolve
-without extra imports.
+Importing this package imports every module of it (:func:`_import_modules`: a new benchmark module is found
+without an edit here), which registers every dataset class with its spec (:mod:`.spec`, mmseg's
+``DATASETS``), ``LoadAnnotationsU16`` and ``CheckLabels`` (``TRANSFORMS``); ``cliptrase.registry`` names this
+package in ``locations``, so configs resolve without extra imports. The names below are the package's API.
 """
 
 from __future__ import annotations
@@ -11,20 +11,21 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from cliptrase.datasets import ade, cityscapes, coco, context, demo, label_check, voc
-from cliptrase.datasets.base import (
-    DATASET_CLASSES,
-    LoadAnnotationsU16,
-    OVSSDataset,
-    default_data_root,
-    default_test_pipeline,
-    get_dataset_class,
-    list_datasets,
-)
-from cliptrase.datasets.config import build_dataset, load_dataset_config
+from cliptrase.datasets.base import LoadAnnotationsU16, OVSSDataset, default_test_pipeline
+from cliptrase.datasets.build import build_dataset
+from cliptrase.datasets.config_files import load_dataset_config
 from cliptrase.datasets.demo import ensure_demo_dataset
-from cliptrase.datasets.spec import DatasetSpec, dataset_specs, get_spec
+from cliptrase.datasets.spec import (
+    DATASET_CLASSES,
+    DatasetSpec,
+    dataset_specs,
+    get_dataset_class,
+    get_spec,
+    list_datasets,
+    register_dataset,
+)
 from cliptrase.datasets.vocab import Vocabulary, load_vocabulary
+from cliptrase.paths import default_data_root
 
 
 def _import_modules() -> None:
@@ -43,21 +44,15 @@ __all__ = [
     "LoadAnnotationsU16",
     "OVSSDataset",
     "Vocabulary",
-    "ade",
     "build_dataset",
-    "cityscapes",
-    "coco",
-    "context",
     "dataset_specs",
     "default_data_root",
     "default_test_pipeline",
-    "demo",
     "ensure_demo_dataset",
     "get_dataset_class",
     "get_spec",
-    "label_check",
     "list_datasets",
     "load_dataset_config",
     "load_vocabulary",
-    "voc",
+    "register_dataset",
 ]

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from mmseg.datasets import ADE20KDataset
 
-from cliptrase.datasets.base import OVSSDataset, make_palette, register_dataset
-from cliptrase.datasets.download.catalogue import MB
+from cliptrase.datasets.base import OVSSDataset, make_palette
+from cliptrase.datasets.spec import MB, register_dataset
 from cliptrase.datasets.vocab import read_paper_names
 
 

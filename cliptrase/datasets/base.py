@@ -1,17 +1,16 @@
 """Shared machinery of the benchmark datasets: a checking base class and a uint16-safe label loader.
 
 Every benchmark is one :class:`OVSSDataset` subclass holding only facts (``METAINFO``, directories, suffixes,
-``REDUCE_ZERO_LABEL``, ``IGNORE_INDEX``, expected val count) and registered with :func:`register_dataset`.
-The base class adds what mmseg's ``BaseSegDataset`` lacks for a benchmark harness: it fails at construction,
-with one line naming the path and the command that fixes it, when the root, the split file or a label file is
-missing, instead of failing deep inside the data loader.
+``REDUCE_ZERO_LABEL``, ``IGNORE_INDEX``, expected val count) and registered with
+:func:`~cliptrase.datasets.spec.register_dataset`. The base class adds what mmseg's ``BaseSegDataset`` lacks
+for a benchmark harness: it fails at construction, with one line naming the path and the command that fixes
+it, when the root, the split file or a label file is missing, instead of failing deep inside the data loader.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,16 +21,12 @@ from mmengine.registry import DefaultScope
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 
-from cliptrase.datasets.spec import DatasetSpec, add_spec, remove_spec
 from cliptrase.errors import DataError
-from cliptrase.registry import DATASETS, TRANSFORMS
+from cliptrase.paths import DATA_ROOT_ENV, default_data_root
+from cliptrase.registry import TRANSFORMS
 
 logger = logging.getLogger(__name__)
 
-DATA_ROOT_ENV = "CLIPTRASE_DATA"
-"""Environment variable naming the directory that holds every prepared benchmark."""
-DEFAULT_DATA_ROOT = "./data"
-"""Data root used when ``CLIPTRASE_DATA`` is unset (relative to the working directory)."""
 REGISTRY_SCOPE = "cliptrase"
 """mmengine scope of ``cliptrase.registry``; it resolves ``cliptrase``, ``mmseg`` and mmcv names alike."""
 
@@ -39,65 +34,6 @@ REGISTRY_SCOPE = "cliptrase"
 _RZL_IGNORE = 255
 _MAX_LISTED = 3  # paths quoted in an error message before "..."
 _LABEL_NDIM = 2  # a label map has one channel
-
-DATASET_CLASSES: dict[str, type[OVSSDataset]] = {}
-"""Config name (``configs/dataset/<name>.yaml`` stem) -> dataset class, filled by :func:`register_dataset`."""
-
-
-def default_data_root() -> Path:
-    """Return the data root: ``$CLIPTRASE_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
-
-
-def register_dataset(
-    cls: type[OVSSDataset] | None = None, /, **facts: Any
-) -> type[OVSSDataset] | Callable[[type[OVSSDataset]], type[OVSSDataset]]:
-    """Register a dataset class and its :class:`~cliptrase.datasets.spec.DatasetSpec`.
-
-    ``@register_dataset`` registers a class with no downloads, converter or table column;
-    ``@register_dataset(sources=..., converter=..., column=...)`` adds those facts (the keyword arguments of
-    ``DatasetSpec`` after ``name`` and ``dataset_class``). The class goes into ``DATASETS`` under its class
-    name and its config name, so a config may say ``type: VOC21Dataset`` or ``type: voc21``; the config name
-    is also the key of :data:`DATASET_CLASSES` and of the spec registry, which the CLI, the catalogue,
-    reproduce, the tables and the tests enumerate.
-    """
-
-    def register(dataset_cls: type[OVSSDataset]) -> type[OVSSDataset]:
-        name = dataset_cls.CONFIG_NAME
-        if not name:
-            raise ValueError(f"{dataset_cls.__name__} must set CONFIG_NAME before it is registered")
-        if name in DATASET_CLASSES:
-            raise KeyError(f"dataset {name!r} is already registered by {DATASET_CLASSES[name].__name__}")
-        spec = DatasetSpec(name=name, dataset_class=dataset_cls, **facts)
-        DATASETS.register_module(name=[dataset_cls.__name__, name], module=dataset_cls)
-        DATASET_CLASSES[name] = dataset_cls
-        add_spec(spec)
-        return dataset_cls
-
-    return register if cls is None else register(cls)
-
-
-def unregister_dataset(name: str) -> None:
-    """Undo :func:`register_dataset` for config name ``name`` (a dataset defined for a while: a test's)."""
-    cls = DATASET_CLASSES.pop(name)
-    remove_spec(name)
-    for key in (name, cls.__name__):
-        DATASETS.module_dict.pop(key, None)
-
-
-def get_dataset_class(name: str) -> type[OVSSDataset]:
-    """Return the dataset class registered as config name or class name ``name``."""
-    if name in DATASET_CLASSES:
-        return DATASET_CLASSES[name]
-    for cls in DATASET_CLASSES.values():
-        if cls.__name__ == name:
-            return cls
-    raise KeyError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASET_CLASSES))}")
-
-
-def list_datasets() -> list[str]:
-    """Sorted config names of every registered dataset."""
-    return sorted(DATASET_CLASSES)
 
 
 def make_palette(num_classes: int, seed: int = 0) -> list[list[int]]:

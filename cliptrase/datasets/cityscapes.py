@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from mmseg.datasets import CityscapesDataset
 
-from cliptrase.datasets.base import OVSSDataset, register_dataset
-from cliptrase.datasets.download.catalogue import MB
+from cliptrase.datasets.base import OVSSDataset
+from cliptrase.datasets.spec import MB, register_dataset
 
 
 @register_dataset(

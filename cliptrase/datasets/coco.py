@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from mmseg.datasets import COCOStuffDataset
 
-from cliptrase.datasets.base import OVSSDataset, register_dataset
-from cliptrase.datasets.download.catalogue import MB
+from cliptrase.datasets.base import OVSSDataset
+from cliptrase.datasets.spec import MB, register_dataset
 
 NUM_THINGS = 80
 """The first 80 of the 171 COCO-Stuff classes are the things, in COCO id order."""

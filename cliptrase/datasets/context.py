@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from mmseg.datasets import PascalContextDataset, PascalContextDataset59
 
-from cliptrase.datasets.base import OVSSDataset, make_palette, register_dataset
-from cliptrase.datasets.download.catalogue import MB
+from cliptrase.datasets.base import OVSSDataset, make_palette
+from cliptrase.datasets.spec import MB, register_dataset
 from cliptrase.datasets.vocab import read_paper_names
 
 _SOURCES = ("voc2010", "pascal_context")  # VOC2010 images + trainval_merged.json

@@ -12,18 +12,18 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
-from cliptrase.datasets.base import OVSSDataset, register_dataset
+from cliptrase.datasets.base import OVSSDataset
+from cliptrase.datasets.spec import register_dataset
+from cliptrase.paths import cache_dir
 
 logger = logging.getLogger(__name__)
-
-CACHE_ENV = "CLIPTRASE_CACHE"
-"""Cache root; the demo goes to ``$CLIPTRASE_CACHE/demo`` (default ``~/.cache/cliptrase/demo``)."""
 
 DEMO_CLASSES: tuple[str, ...] = ("sky", "grass", "road", "ball", "box")
 DEMO_PALETTE: list[list[int]] = [
@@ -55,8 +55,7 @@ _SKY, _GRASS, _ROAD, _BALL, _BOX = range(len(DEMO_CLASSES))
 
 def default_demo_root() -> Path:
     """``$CLIPTRASE_CACHE/demo``, else ``~/.cache/cliptrase/demo``."""
-    cache = os.environ.get(CACHE_ENV)
-    return (Path(cache) if cache else Path.home() / ".cache" / "cliptrase") / "demo"
+    return cache_dir() / "demo"
 
 
 def _draw_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,19 +89,40 @@ def _palette_png(labels: np.ndarray) -> Image.Image:
     return image
 
 
+def write_voc_layout(
+    root: Path,
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray | Image.Image]],
+    *,
+    jpeg_quality: int | None = None,
+    blank_line: bool = False,
+) -> Path:
+    """Write ``{stem: (RGB image, label map)}`` in VOC2012's layout under ``root`` and return ``root``.
+
+    The one writer of synthetic VOC copies (the demo benchmark, the tests, ``scripts/bench.py``):
+    ``JPEGImages/<stem>.jpg``, ``SegmentationClass/<stem>.png`` (an array is saved as it is, e.g. 8-bit; a
+    PIL image, e.g. a palette PNG, too) and the split ``ImageSets/Segmentation/val.txt`` listing the stems in
+    order. ``jpeg_quality`` None keeps PIL's default; ``blank_line`` ends the split with an empty line, as
+    some hand-edited copies do.
+    """
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for stem, (image, labels) in samples.items():
+        quality = {} if jpeg_quality is None else {"quality": jpeg_quality}
+        Image.fromarray(image).save(root / "JPEGImages" / f"{stem}.jpg", **quality)
+        label_image = labels if isinstance(labels, Image.Image) else Image.fromarray(labels)
+        label_image.save(root / "SegmentationClass" / f"{stem}.png")
+    ending = "\n\n" if blank_line else "\n"
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(samples) + ending)
+    return root
+
+
 def _write_demo(root: Path) -> None:
     """Write every scene, the split file and the marker into ``root`` (an empty directory)."""
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "SegmentationClass").mkdir()
-    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    stems = []
+    samples = {}
     for index, (height, width) in enumerate(DEMO_SIZES_HW):
-        stem = f"demo_{index:03d}"
         image, labels = _draw_scene(np.random.default_rng(DEMO_SEED + index), height, width)
-        Image.fromarray(image).save(root / "JPEGImages" / f"{stem}.jpg", quality=_JPEG_QUALITY)
-        _palette_png(labels).save(root / "SegmentationClass" / f"{stem}.png")
-        stems.append(stem)
-    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(stems) + "\n")
+        samples[f"demo_{index:03d}"] = (image, _palette_png(labels))
+    write_voc_layout(root, samples, jpeg_quality=_JPEG_QUALITY)
     (root / _MARKER).write_text(DEMO_VERSION)
 
 

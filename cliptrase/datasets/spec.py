@@ -1,7 +1,8 @@
-"""One :class:`DatasetSpec` per benchmark: every fact about it outside its layout and vocabularies.
+"""The one dataset registry: one :class:`DatasetSpec` per benchmark, carrying its class and every fact about
+it outside its layout and vocabularies.
 
-A spec is registered by :func:`~cliptrase.datasets.base.register_dataset` next to the dataset class, in the
-class's own module (``@register_dataset(sources=..., converter=..., column=...)``). Everything else reads it:
+A spec is registered by :func:`register_dataset` on the dataset class, in the class's own module
+(``@register_dataset(sources=..., converter=..., column=...)``). Everything else reads it:
 
 * the download catalogue (``DATASET_SOURCES``, ``PREPARED_BYTES``, :func:`~.download.catalogue.sources_for`),
 * the converters (``PREPARERS``, ``prepare_dataset``),
@@ -10,9 +11,13 @@ class's own module (``@register_dataset(sources=..., converter=..., column=...)`
 * the experiment configs' dataset lists (checked against it by ``tests/unit/test_datasets.py``).
 
 Layout and vocabularies stay where Hydra composes them, ``configs/dataset/<name>.yaml`` (checked against the
-class when a dataset is built); :meth:`DatasetSpec.config` reads that file. This module imports no dataset
-module, so any module may import it; :func:`dataset_specs` imports :mod:`cliptrase.datasets` first, which
-registers every built-in benchmark.
+class when a dataset is built); :meth:`DatasetSpec.config` reads that file. The class lookups
+(:data:`DATASET_CLASSES`, :func:`get_dataset_class`, :func:`list_datasets`) and mmseg's ``DATASETS`` entries
+(config ``type:`` names) are views of this registry or written by :func:`register_dataset` alone.
+
+This module imports no dataset module (only :mod:`cliptrase.datasets.config_files` and the mmseg registries),
+so every dataset module imports it; the readers (:func:`dataset_specs` and the views) import
+:mod:`cliptrase.datasets` when called, which registers every built-in benchmark.
 """
 
 from __future__ import annotations
@@ -21,12 +26,20 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cliptrase.datasets.config_files import load_dataset_config
+from cliptrase.registry import DATASETS
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from cliptrase.datasets.base import OVSSDataset
     from cliptrase.datasets.download.catalogue import Source
+
+MB = 10**6
+"""Bytes in a megabyte (decimal, as archive sizes are published): the unit of the sizes in the specs and in
+the download catalogue."""
 
 Converter = Callable[..., Path]
 """``converter(raw, out, *, workers, **options) -> dataset root`` (``cliptrase data prepare``)."""
@@ -94,8 +107,6 @@ class DatasetSpec:
 
     def config(self, *, resolve: bool = False) -> DictConfig:
         """``configs/dataset/<name>.yaml``: layout and vocabularies (``paper_key``, ``standard_vocab``)."""
-        from cliptrase.datasets.config import load_dataset_config  # config imports base, base imports this
-
         return load_dataset_config(self.name, resolve=resolve)
 
     @property
@@ -110,20 +121,40 @@ class DatasetSpec:
 
 
 DATASET_SPECS: dict[str, DatasetSpec] = {}
-"""Dataset name -> its spec, filled by ``register_dataset`` as the dataset modules are imported."""
+"""Dataset name -> its spec, filled by :func:`register_dataset` as the dataset modules are imported."""
 
 
-def add_spec(spec: DatasetSpec) -> DatasetSpec:
-    """Register ``spec`` (``register_dataset`` calls this); a name registered twice is an error."""
-    if spec.name in DATASET_SPECS:
-        raise KeyError(f"dataset {spec.name!r} already has a spec")
-    DATASET_SPECS[spec.name] = spec
+def register_dataset(cls: type[OVSSDataset] | None = None, /, **facts: Any) -> Any:
+    """Register a dataset class with its :class:`DatasetSpec`.
+
+    ``@register_dataset`` registers a class with no downloads, converter or table column;
+    ``@register_dataset(sources=..., converter=..., column=...)`` adds those facts (the keyword arguments of
+    ``DatasetSpec`` after ``name`` and ``dataset_class``). The spec goes into :data:`DATASET_SPECS` under the
+    class's config name; the class also goes into mmseg's ``DATASETS`` under its class name and its config
+    name, so a config may say ``type: VOC21Dataset`` or ``type: voc21``.
+    """
+
+    def register(dataset_cls: type[OVSSDataset]) -> type[OVSSDataset]:
+        name = dataset_cls.CONFIG_NAME
+        if not name:
+            raise ValueError(f"{dataset_cls.__name__} must set CONFIG_NAME before it is registered")
+        if name in DATASET_SPECS:
+            registered = DATASET_SPECS[name].dataset_class.__name__
+            raise KeyError(f"dataset {name!r} is already registered by {registered}")
+        spec = DatasetSpec(name=name, dataset_class=dataset_cls, **facts)
+        DATASETS.register_module(name=[dataset_cls.__name__, name], module=dataset_cls)
+        DATASET_SPECS[name] = spec
+        return dataset_cls
+
+    return register if cls is None else register(cls)
+
+
+def unregister_dataset(name: str) -> DatasetSpec:
+    """Undo :func:`register_dataset` for config name ``name`` (a dataset defined for a while: a test's)."""
+    spec = DATASET_SPECS.pop(name)
+    for key in (name, spec.dataset_class.__name__):
+        DATASETS.module_dict.pop(key, None)
     return spec
-
-
-def remove_spec(name: str) -> DatasetSpec:
-    """Forget the spec of ``name`` (``unregister_dataset``)."""
-    return DATASET_SPECS.pop(name)
 
 
 def dataset_specs() -> dict[str, DatasetSpec]:
@@ -142,6 +173,26 @@ def get_spec(name: str) -> DatasetSpec:
     if name not in specs:
         raise KeyError(f"unknown dataset {name!r}; valid: {', '.join(specs)}")
     return specs[name]
+
+
+def get_dataset_class(name: str) -> type[OVSSDataset]:
+    """The dataset class registered as config name or class name ``name``.
+
+    Raises:
+        KeyError: Unknown name; the message lists the valid ones.
+    """
+    specs = dataset_specs()
+    if name in specs:
+        return specs[name].dataset_class
+    for spec in specs.values():
+        if spec.dataset_class.__name__ == name:
+            return spec.dataset_class
+    raise KeyError(f"unknown dataset {name!r}; valid: {', '.join(specs)}")
+
+
+def list_datasets() -> list[str]:
+    """Sorted config names of every registered dataset."""
+    return list(dataset_specs())
 
 
 def table_order() -> tuple[str, ...]:
@@ -195,3 +246,7 @@ class SpecView(Mapping[str, T]):
 
     def __repr__(self) -> str:
         return f"SpecView({dict(self.items())!r})"
+
+
+DATASET_CLASSES: Mapping[str, type] = SpecView(lambda spec: spec.dataset_class)
+"""Config name -> dataset class: a view of :data:`DATASET_SPECS`."""

@@ -10,7 +10,8 @@ from typing import ClassVar
 
 from mmseg.datasets import PascalVOCDataset
 
-from cliptrase.datasets.base import OVSSDataset, register_dataset
+from cliptrase.datasets.base import OVSSDataset
+from cliptrase.datasets.spec import register_dataset
 
 
 class _VOCFacts(OVSSDataset):

@@ -1,8 +1,9 @@
 """Prompt vocabularies: the authors' lists (``paper``) and the mmseg-family class-name sets.
 
-All ship as package data under ``cliptrase/data/class_names/`` (see its README). The mmseg-family sets
-(:data:`VOCAB_SETS`) are the peers' ``configs/cls_*.txt`` files, byte for byte: ``standard`` (SCLIP's and
-NACLIP's, identical), ``clearclip`` and ``proxyclip``; a protocol names its set in ``protocol.vocab``. Which
+All ship as package data under ``cliptrase/data/class_names/`` (see its README), read by the one parser of
+:mod:`cliptrase.utils.class_names`. The mmseg-family sets (``VOCAB_SETS`` there) are the peers'
+``configs/cls_*.txt`` files, byte for byte: ``standard`` (SCLIP's and NACLIP's, identical), ``clearclip`` and
+``proxyclip``; a protocol names its set in ``protocol.vocab``. Which
 file a benchmark uses is a dataset fact stated in ``configs/dataset/<name>.yaml`` (``paper_key``,
 ``standard_vocab``, the file stem in every set); a benchmark without a list falls back to its ``METAINFO``
 class names.
@@ -16,20 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
+from cliptrase.datasets.config_files import load_dataset_config
+from cliptrase.datasets.spec import get_dataset_class
+from cliptrase.utils.class_names import VOCAB_SETS, VOCABS, class_names_file, read_class_names
+
 Protocol = Literal["paper", "standard", "clearclip", "proxyclip"]
-
-VOCAB_SETS: dict[str, str] = {"standard": ",", "clearclip": ",", "proxyclip": ";"}
-"""mmseg-family class-name set -> the separator of synonyms on a line, as each peer's ``get_cls_idx``
-splits it (SCLIP ``clip_segmentor.py:208``, NACLIP ``naclip.py:185``: ``", "``; ClearCLIP
-``clearclip_segmentor.py:288``: ``","``; ProxyCLIP ``proxyclip_segmentor.py:336``: ``"; "``). Words are
-stripped (the CLIP tokenizer strips them too)."""
-PROTOCOLS: tuple[str, ...] = ("paper", *VOCAB_SETS)
-
-_PACKAGE = "cliptrase"
-_CLASS_NAMES_DIR = ("data", "class_names")
 
 
 @dataclass(frozen=True)
@@ -55,27 +49,9 @@ class Vocabulary:
         return self.background_names is not None
 
 
-def _read_text(*parts: str) -> str:
-    """Read a package data file; a missing one raises ``FileNotFoundError`` naming it."""
-    resource = resources.files(_PACKAGE).joinpath(*_CLASS_NAMES_DIR, *parts)
-    if not resource.is_file():
-        raise FileNotFoundError(
-            f"vocabulary file {'/'.join((*_CLASS_NAMES_DIR, *parts))} not in package {_PACKAGE}"
-        )
-    return resource.read_text(encoding="utf-8")
-
-
-def _lines(text: str) -> list[str]:
-    """Split on newlines only; keep every other character, trailing spaces included."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
 def read_paper_names(key: str, *, background: bool = False) -> list[str]:
     """The authors' list ``paper/<key>.txt`` (or ``<key>.background.txt``), one verbatim name per line."""
-    return _lines(_read_text("paper", f"{key}{'.background' if background else ''}.txt"))
+    return read_class_names("paper", f"{key}{'.background' if background else ''}.txt")
 
 
 def read_standard_lines(name: str, vocab_set: str = "standard") -> list[list[str]]:
@@ -83,24 +59,24 @@ def read_standard_lines(name: str, vocab_set: str = "standard") -> list[list[str
     separator = VOCAB_SETS[vocab_set]
     return [
         [word.strip() for word in line.split(separator) if word.strip()]
-        for line in _lines(_read_text(vocab_set, f"{name}.txt"))
+        for line in read_class_names(vocab_set, f"{name}.txt")
     ]
 
 
 def _has_paper_background(key: str) -> bool:
-    return resources.files(_PACKAGE).joinpath(*_CLASS_NAMES_DIR, "paper", f"{key}.background.txt").is_file()
+    return class_names_file("paper", f"{key}.background.txt").is_file()
 
 
-def _dataset_facts(dataset_cfg_or_name: Mapping[str, Any] | str) -> tuple[Mapping[str, Any], type]:
-    """Resolve a name or a dataset config to (config mapping, dataset class)."""
-    from cliptrase.datasets.base import get_dataset_class
-    from cliptrase.datasets.config import load_dataset_config
-
+def _dataset_facts(
+    dataset_cfg_or_name: Mapping[str, Any] | str, dataset_class: type | None
+) -> tuple[Mapping[str, Any], type]:
+    """Resolve a name or a dataset config to (config mapping, dataset class); a class already resolved by the
+    caller is used as it is."""
     if isinstance(dataset_cfg_or_name, str):
         cfg: Mapping[str, Any] = load_dataset_config(dataset_cfg_or_name, resolve=False)
     else:
         cfg = dataset_cfg_or_name
-    return cfg, get_dataset_class(str(cfg.get("type") or cfg["name"]))
+    return cfg, dataset_class or get_dataset_class(str(cfg.get("type") or cfg["name"]))
 
 
 def _metainfo_vocabulary(dataset_cls: type, has_background: bool, *, with_synonyms: bool) -> Vocabulary:
@@ -109,7 +85,9 @@ def _metainfo_vocabulary(dataset_cls: type, has_background: bool, *, with_synony
     return Vocabulary(names, background, [[n] for n in names] if with_synonyms else None)
 
 
-def load_vocabulary(dataset_cfg_or_name: Mapping[str, Any] | str, protocol: Protocol) -> Vocabulary:
+def load_vocabulary(
+    dataset_cfg_or_name: Mapping[str, Any] | str, protocol: Protocol, *, dataset_class: type | None = None
+) -> Vocabulary:
     """Return the prompt vocabulary of a benchmark under ``protocol``.
 
     Args:
@@ -122,9 +100,9 @@ def load_vocabulary(dataset_cfg_or_name: Mapping[str, Any] | str, protocol: Prot
     Raises:
         ValueError: Unknown protocol, or a list whose length does not match the dataset's classes.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
-    cfg, dataset_cls = _dataset_facts(dataset_cfg_or_name)
+    if protocol not in VOCABS:
+        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(VOCABS)}")
+    cfg, dataset_cls = _dataset_facts(dataset_cfg_or_name, dataset_class)
     has_background = bool(cfg.get("has_background", dataset_cls.HAS_BACKGROUND))
     num_foreground = len(dataset_cls.METAINFO["classes"]) - int(has_background)
     if protocol == "paper":

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig
 
 from cliptrase.config import register_configs
-from cliptrase.datasets.config import config_dir
+from cliptrase.paths import config_dir
 
 EVAL_CONFIG = "eval"
 """The primary config of ``cliptrase-eval`` (``configs/eval.yaml``)."""

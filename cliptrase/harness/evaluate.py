@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -10,10 +10,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cliptrase.datasets.prompts import JobPrompts, job_prompts
 from cliptrase.engine.paper_metric import PAPER_METRIC
+from cliptrase.harness.job import Job, resolve_job
 from cliptrase.harness.runtime import init_distributed, resolve_precision, world_size
 from cliptrase.protocols.pipeline import build_pipeline
+from cliptrase.protocols.prompts import JobPrompts
 
 if TYPE_CHECKING:
     from mmengine.hooks import Hook
@@ -34,14 +35,16 @@ PREFETCH_FACTOR = 4  # batches each loader worker prepares ahead
 
 
 def evaluate(
-    cfg: DictConfig, groups: dict, run_name: str = "run", hooks: Sequence[Hook] = ()
+    cfg: DictConfig, groups: Mapping[str, Any], job: Job | str = "run", hooks: Sequence[Hook] = ()
 ) -> Evaluation:
     """Build dataset, segmentor and metric; run mmengine's test loop (with ``hooks`` added to it).
 
     Args:
         cfg: the composed eval config.
         groups: the validated config groups (:func:`cliptrase.config.validate`).
-        run_name: names the predictions folder (``save_predictions``).
+        job: the resolved job (:func:`~cliptrase.harness.job.resolve_job`: identity, dataset facts), or a
+            run name (scripts, tests: the job is resolved here under that name); it names the run folder of
+            ``per_image.npz`` and the predictions folder (``save_predictions``).
         hooks: extra mmengine hooks (e.g. the stage timer of ``scripts/bench.py``).
 
     Returns:
@@ -50,20 +53,20 @@ def evaluate(
     from mmengine.registry import DefaultScope
 
     # Names in pipelines and configs resolve in cliptrase's registries (children of mmseg's).
+    if isinstance(job, str):
+        job = resolve_job(cfg, groups=groups, run_name=job)
     with DefaultScope.overwrite_default_scope("cliptrase"):
-        return _evaluate(cfg, groups, run_name, hooks)
+        return _evaluate(cfg, job, hooks)
 
 
-def _evaluate(
-    cfg: DictConfig, groups: dict, run_name: str, extra_hooks: Sequence[Hook]
-) -> Evaluation:
+def _evaluate(cfg: DictConfig, job: Job, extra_hooks: Sequence[Hook]) -> Evaluation:
     from mmengine.runner import Runner
 
     from cliptrase.utils.device import resolve_device
 
-    ds_cfg, proto_cfg = groups["dataset"], groups["protocol"]
-    prompts = job_prompts(ds_cfg, proto_cfg)
-    dataset = _build_dataset(cfg, ds_cfg, proto_cfg, prompts)
+    groups, prompts = job.groups, job.dataset.prompts
+    proto_cfg = groups["protocol"]
+    dataset = _build_dataset(cfg, job)
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -77,7 +80,7 @@ def _evaluate(
         test_evaluator=_evaluator(proto_cfg.metric, prompts, dataset.ignore_index),
         default_scope="cliptrase",
         custom_hooks=[
-            *_hooks(cfg, ds_cfg.name, proto_cfg.name, len(dataset), prompts, run_name),
+            *_hooks(cfg, job, len(dataset)),
             *extra_hooks,
         ],
         default_hooks=dict(logger=dict(type="LoggerHook", interval=LOG_INTERVAL)),
@@ -89,25 +92,28 @@ def _evaluate(
     return Evaluation(summary, per_class, len(dataset), str(device), dict(segmentor.model_info))
 
 
-def _build_dataset(cfg: DictConfig, ds_cfg: Any, proto_cfg: Any, prompts: JobPrompts) -> Any:
+def _build_dataset(cfg: DictConfig, job: Job) -> Any:
     """The dataset with the protocol's pipeline (label values checked), ``max_images`` and the suffixes."""
-    from cliptrase.datasets.base import get_dataset_class
-    from cliptrase.datasets.config import build_dataset
+    from cliptrase.datasets.build import build_dataset
     from cliptrase.datasets.label_check import with_label_check
 
-    background = prompts.n_foreground if proto_cfg.kind == "paper" else None
+    ds_cfg, proto_cfg, facts = job.groups["dataset"], job.groups["protocol"], job.dataset
+    background = facts.prompts.n_foreground if proto_cfg.kind == "paper" else None
     steps, overrides = build_pipeline(ds_cfg, proto_cfg, background)
     allow = bool(cfg.get("allow_invalid_labels", False))
-    steps = with_label_check(steps, get_dataset_class(ds_cfg.type), dataset=ds_cfg.name, allow=allow)
+    steps = with_label_check(steps, facts.dataset_class, dataset=facts.name, allow=allow)
     if cfg.max_images:
         overrides["indices"] = int(cfg.max_images)
     for key in ("img_suffix", "seg_map_suffix"):
         if getattr(ds_cfg, key):
             overrides[key] = getattr(ds_cfg, key)
-    return build_dataset(OmegaConf.to_container(cfg.dataset, resolve=True), steps, **overrides)
+    container = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return build_dataset(container, steps, dataset_class=facts.dataset_class, **overrides)
 
 
-def _build_segmentor(cfg: DictConfig, groups: dict, prompts: JobPrompts, device: torch.device) -> Any:
+def _build_segmentor(
+    cfg: DictConfig, groups: Mapping[str, Any], prompts: JobPrompts, device: torch.device
+) -> Any:
     """The registered segmentor, given the validated method and protocol (it resolves nothing itself)."""
     from cliptrase.registry import MODELS
 
@@ -157,24 +163,21 @@ def _work_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.results_dir)
 
 
-def _hooks(
-    cfg: DictConfig, dataset: str, protocol: str, n_images: int, prompts: JobPrompts, run_name: str
-) -> list[Hook]:
+def _hooks(cfg: DictConfig, job: Job, n_images: int) -> list[Hook]:
     """Progress logging, the per-image records (``per_image.npz``), plus the prediction writer when
     ``save_predictions`` asks for it."""
     from cliptrase.engine.metrics import SavePerImageHook
     from cliptrase.engine.predictions import SavePredictionsHook
     from cliptrase.engine.progress import ProgressHook
-    from cliptrase.harness.identity import config_hash_of
 
-    run_dir = Path(cfg.paths.results_dir) / cfg.experiment_name / run_name
+    identity, protocol = job.identity, job.groups["protocol"].name
     hooks: list[Hook] = [
-        ProgressHook(total=n_images, desc=f"{dataset}/{protocol}"),
-        SavePerImageHook(run_dir, config_hash_of(cfg)),
+        ProgressHook(total=n_images, desc=f"{job.dataset.name}/{protocol}"),
+        SavePerImageHook(identity.run_dir, identity.config_hash),
     ]
     if cfg.save_predictions:
-        out = Path(cfg.paths.results_dir) / cfg.experiment_name / "predictions" / run_name
-        hooks.append(SavePredictionsHook(out, int(cfg.save_predictions), prompts.class_names))
+        out = identity.experiment_dir / "predictions" / identity.run_name
+        hooks.append(SavePredictionsHook(out, int(cfg.save_predictions), job.dataset.prompts.class_names))
     return hooks
 
 

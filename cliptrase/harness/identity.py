@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def _option_defaults(group: str, option: str) -> dict[str, Any] | None:
     """Flat values of ``configs/<group>/<option>.yaml`` over its schema's defaults (as Hydra composes the
     option: every group file is ``defaults: [base_<group>, _self_]``); None when there is no such file."""
     from cliptrase.config import DatasetConfig, MethodConfig, ModelConfig, ProtocolConfig
-    from cliptrase.datasets.config import config_dir
+    from cliptrase.paths import config_dir
 
     schemas = {"dataset": DatasetConfig, "model": ModelConfig, "protocol": ProtocolConfig}
     schemas["method"] = MethodConfig
@@ -78,7 +79,7 @@ def _option_defaults(group: str, option: str) -> dict[str, Any] | None:
 
 
 def _top_level_defaults() -> dict[str, Any]:
-    from cliptrase.datasets.config import config_dir
+    from cliptrase.paths import config_dir
 
     node = OmegaConf.to_container(OmegaConf.load(config_dir() / "eval.yaml"), resolve=False)
     return {k: v for k, v in node.items() if not isinstance(v, (dict, list))}
@@ -174,3 +175,36 @@ def row_label(cfg: DictConfig) -> str:
     extras += changed["top"]
     label = f"{cfg.method.name} | {model} | {cfg.protocol.name}"
     return label + (" | " + ",".join(extras) if extras else "")
+
+
+def experiment_dir_of(cfg: DictConfig) -> Path:
+    """``<paths.results_dir>/<experiment_name>``: where a job's run folder and the tables go."""
+    return Path(cfg.paths.results_dir) / cfg.experiment_name
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """Who a job is, resolved once from its config and passed down (never recomputed on the way).
+
+    Attributes:
+        experiment_dir: ``<results_dir>/<experiment>``.
+        config_hash: the resume key (:func:`config_hash_of`).
+        run_name: the run folder name (:func:`run_name_of`).
+        row: the table row label (:func:`row_label`).
+    """
+
+    experiment_dir: Path
+    config_hash: str
+    run_name: str
+    row: str
+
+    @property
+    def run_dir(self) -> Path:
+        """The job's run folder, ``<experiment_dir>/<run_name>``."""
+        return self.experiment_dir / self.run_name
+
+
+def job_identity(cfg: DictConfig, *, run_name: str | None = None) -> JobIdentity:
+    """The :class:`JobIdentity` of ``cfg``; ``run_name`` replaces the derived folder name (scripts, tests)."""
+    digest = config_hash_of(cfg)
+    return JobIdentity(experiment_dir_of(cfg), digest, run_name or run_name_of(cfg, digest), row_label(cfg))

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from cliptrase.method.labels import SegmentOutput, label_patches
 from cliptrase.models.dense import DenseEncoder, DenseFeatures, LastBlockSpec, TowerRequest, TowerState
-from cliptrase.utils.registry import Registry
+from cliptrase.utils.name_registry import Registry
 
 METHODS: Registry[type[DenseMethod]] = Registry("method type")
 """Method classes by the name a method config's ``type`` gives (the built-ins are imported by

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cliptrase.utils.registry import Registry
+from cliptrase.utils.name_registry import Registry
 
 __all__ = ["DBSCAN_BACKENDS", "dbscan", "dbscan_sklearn", "dbscan_torch"]
 

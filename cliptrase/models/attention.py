@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliptrase.utils.registry import Registry
+from cliptrase.utils.name_registry import Registry
 
 ATTENTION: Registry = Registry("attention rule")
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cliptrase.paths import cache_dir
 from cliptrase.utils.fs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -41,11 +40,6 @@ def load_templates(name: str = "imagenet80") -> list[str]:
     if any("{}" not in t for t in templates):
         raise ValueError(f"template set {name!r} has a line without '{{}}'")
     return templates
-
-
-def cache_dir() -> Path:
-    """Root of cliptrase's on-disk caches: ``$CLIPTRASE_CACHE`` or ``~/.cache/cliptrase``."""
-    return Path(os.environ.get("CLIPTRASE_CACHE", Path.home() / ".cache" / "cliptrase"))
 
 
 def _has_builtin_text_tower(model: nn.Module) -> bool:

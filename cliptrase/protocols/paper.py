@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from cliptrase.method.trase import CLIPtraseOptions
+from cliptrase.utils.class_names import class_names_file, read_class_names, read_lines
 
 DBSCAN_BY_SIZE: dict[int, tuple[float, int]] = {224: (0.7, 3), 336: (1.1, 7)}
 """(eps, min_samples) of the authors' script per input side S (``clip_self_correlation.py:233-234``)."""
@@ -92,14 +92,6 @@ class PaperDataset:
         return list(self.class_names) + list(self.background_names or ())
 
 
-def _read_names(filename: str) -> tuple[str, ...] | None:
-    path = resources.files("cliptrase") / "data" / "class_names" / "paper" / filename
-    if not path.is_file():
-        return None
-    # One name per line, verbatim: no strip (ADE150 "bed " keeps its space), no comma splitting.
-    return tuple(path.read_text(encoding="utf-8").split("\n")[:-1])
-
-
 PAPER_KEYS = ("VOC20", "VOC21", "PC59", "PC60", "PC459", "COCO80_val", "COCO171_val", "ADE150", "ADEfull")
 """The script's nine dataset keys, in the order it loops over them."""
 
@@ -109,13 +101,11 @@ def paper_dataset(key: str) -> PaperDataset:
     """The :class:`PaperDataset` of ``key``; unknown keys raise ``KeyError`` listing the valid ones."""
     if key not in PAPER_KEYS:
         raise KeyError(f"unknown paper dataset key {key!r}; valid: {', '.join(PAPER_KEYS)}")
-    names = _read_names(f"{key}.txt")
-    if names is None:
-        raise FileNotFoundError(f"package vocabulary cliptrase/data/class_names/paper/{key}.txt is missing")
+    background = class_names_file("paper", f"{key}.background.txt")
     return PaperDataset(
         key=key,
-        class_names=names,
-        background_names=_read_names(f"{key}.background.txt"),
+        class_names=tuple(read_class_names("paper", f"{key}.txt")),
+        background_names=tuple(read_lines(background)) if background.is_file() else None,
         cls_product=key == "VOC20",
     )
 

@@ -25,12 +25,12 @@ import logging
 import time
 from pathlib import Path
 
-from cliptrase.datasets.config import config_dir
 from cliptrase.datasets.download import DATASET_SOURCES, downloadable_datasets, ensure_writable
 from cliptrase.errors import ConfigError, ExitCode, UnknownNameError, WeightsNotFoundError
+from cliptrase.paths import config_dir
 from cliptrase.reproduce.data import plan_disk, prepare_data
 from cliptrase.reproduce.jobs import evaluate_all, experiment_dir_of
-from cliptrase.reproduce.spec import SUMMARY_NAME, TABLES, Options, TableSpec, elapsed
+from cliptrase.reproduce.plan import SUMMARY_NAME, TABLES, Options, TableSpec, elapsed
 from cliptrase.reproduce.summary import summary_markdown, write_table
 from cliptrase.utils.fs import atomic_write_text
 from cliptrase.utils.fs import ensure_writable as fs_ensure_writable

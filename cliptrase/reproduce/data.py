@@ -26,7 +26,7 @@ from cliptrase.datasets.download import (
 )
 from cliptrase.datasets.download.manifest import now_iso
 from cliptrase.errors import USER_ERRORS, message_of
-from cliptrase.reproduce.spec import READY_DIR, DatasetReport, Options, TableSpec, elapsed
+from cliptrase.reproduce.plan import READY_DIR, DatasetReport, Options, TableSpec, elapsed
 
 if TYPE_CHECKING:
     from cliptrase.datasets.prepare.check import Problem

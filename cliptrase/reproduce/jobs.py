@@ -14,7 +14,7 @@ from typing import Any
 from cliptrase.harness.compose import compose_job
 from cliptrase.harness.identity import row_label
 from cliptrase.harness.run import EVALUATED, FAILED, SKIPPED, run_safely
-from cliptrase.reproduce.spec import DatasetReport, JobResult, Options, TableSpec, elapsed
+from cliptrase.reproduce.plan import DatasetReport, JobResult, Options, TableSpec, elapsed
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +67,11 @@ def _run_job(dataset: str, protocol: str, method: str, cfg: Any, position: str) 
     logger.info("%s %s/%s/%s", position, dataset, protocol, method)
     with torch.no_grad():
         outcome = run_safely(cfg)
+    row = outcome.row or row_label(cfg)  # resolved by run_safely, unless the config does not resolve
     if outcome.status == FAILED:  # logged and recorded by run_safely; the summary lists it
-        return JobResult(dataset, protocol, method, row_label(cfg), None, f"failed: {outcome.error}")
+        return JobResult(dataset, protocol, method, row, None, f"failed: {outcome.error}")
     miou = (outcome.metrics or {}).get("mIoU")
-    return JobResult(dataset, protocol, method, row_label(cfg), miou, _STATUS[outcome.status])
+    return JobResult(dataset, protocol, method, row, miou, _STATUS[outcome.status])
 
 
 def evaluate_all(spec: TableSpec, opts: Options, reports: Sequence[DatasetReport]) -> list[JobResult]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cliptrase.reproduce.spec import DatasetReport, JobResult, Options
+from cliptrase.reproduce.plan import DatasetReport, JobResult, Options
 
 
 def write_table(experiment_dir: Path, jobs: Sequence[JobResult]) -> Path | None:

@@ -19,7 +19,7 @@ def compose_eval(overrides: Sequence[str] = (), *, return_hydra_config: bool = F
     from hydra import compose, initialize_config_dir
 
     from cliptrase.config import register_configs
-    from cliptrase.datasets.config import config_dir
+    from cliptrase.paths import config_dir
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

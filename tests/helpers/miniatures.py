@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cliptrase.datasets.demo import write_voc_layout
+
 HW = (10, 12)
 VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]] + [
     [i, i, i] for i in range(5, 256)
@@ -25,19 +27,25 @@ Writer = Callable[[Path], dict[str, np.ndarray]]
 def write_image(path: Path, height: int, width: int, seed: int = 0) -> None:
     """A random RGB image; JPEG or PNG by suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(random_image(height, width, seed)).save(path)
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(height, width, 3) uint8 noise, seeded."""
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def palette_label(labels: np.ndarray) -> Image.Image:
+    """A VOC-style palette (mode P) label image whose indices are ``labels``."""
+    image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.astype(np.uint8).tobytes())
+    image.putpalette([c for colour in VOC_PALETTE for c in colour])
+    return image
 
 
 def write_label(path: Path, labels: np.ndarray, *, palette: bool = False) -> None:
     """A label map: palette PNG (VOC), 8-bit PNG, or uint16 TIFF when ``labels`` is uint16."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if palette:
-        image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.astype(np.uint8).tobytes())
-        image.putpalette([c for colour in VOC_PALETTE for c in colour])
-        image.save(path)
-    else:
-        Image.fromarray(labels).save(path)
+    (palette_label(labels) if palette else Image.fromarray(labels)).save(path)
 
 
 def label_with(values: list[int], dtype: type = np.uint8, *, ring: int | None = None) -> np.ndarray:
@@ -79,10 +87,13 @@ def write_voc(data_root: Path) -> dict[str, np.ndarray]:
         "2007_000033": label_with([20, 0], ring=255),
         "2007_000042": label_with([0]),
     }
-    write_pairs(samples, root / "JPEGImages", ".jpg", root / "SegmentationClass", ".png", palette=True)
+    pairs = {
+        stem: (random_image(*HW, seed=i), palette_label(labels))
+        for i, (stem, labels) in enumerate(samples.items())
+    }
+    write_voc_layout(root, pairs, blank_line=True)
     write_image(root / "JPEGImages" / "2007_000039.jpg", *HW)  # a train image with its label, not in val
     write_label(root / "SegmentationClass" / "2007_000039.png", label_with([3]), palette=True)
-    write_split(root / "ImageSets" / "Segmentation" / "val.txt", list(samples), blank_line=True)
     return samples
 
 

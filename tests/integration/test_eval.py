@@ -19,8 +19,9 @@ from helpers.config import compose_eval
 from helpers.golden import GOLDEN_DIR, golden_weights
 from PIL import Image
 
-from cliptrase.datasets.config import config_dir, load_dataset_config
+from cliptrase.datasets.config_files import load_dataset_config
 from cliptrase.harness.run import run
+from cliptrase.paths import config_dir
 
 CONFIG_DIR = str(config_dir())
 
@@ -50,7 +51,7 @@ def _write_case(case: dict, arrays: dict, data_root: Path) -> str:
     img_dir, ann_dir = root / cfg.img_dir, root / cfg.ann_dir
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    from cliptrase.datasets.base import get_dataset_class
+    from cliptrase.datasets.spec import get_dataset_class
 
     cls = get_dataset_class(cfg.type)
     seg_suffix = "_labelTrainIds.png" if case["dataset_key"] == "COCO80_val" else cls.SEG_MAP_SUFFIX

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from helpers.golden import golden_weights
 
-from cliptrase.datasets.config import config_dir
+from cliptrase.paths import config_dir
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ import torch
 from helpers.weights_cache import cache_target
 
 from cliptrase.models import hub
-from cliptrase.models.catalogue import shipped_model_specs
+from cliptrase.models.shipped import shipped_model_specs
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"vit_b16_openai"}

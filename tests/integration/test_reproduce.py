@@ -20,6 +20,7 @@ from helpers.loopback_http import ArchiveServer, guard_loopback, tar_bytes
 from PIL import Image
 
 from cliptrase.cli import reproduce
+from cliptrase.cli.console import run_command
 from cliptrase.datasets import download
 from cliptrase.harness.identity import weights_digest
 from cliptrase.reporting.published import PAPER_README, PUBLISHED, published_for_rows
@@ -94,7 +95,7 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="cliptrase")
     reproduce.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(args)
 
 
 def test_reproduce_paper_voc20_end_to_end_then_skips_everything(voc_server, golden_weights, tmp_path, caplog):

@@ -1,5 +1,5 @@
 """The package as a user installs it: a (non-editable) wheel in a fresh venv runs ``cliptrase-eval`` from
-another directory, with the configs it ships as package data (issue 14, item 7).
+another directory, with the configs it ships as package data.
 
 The venv reuses this environment's third-party packages through a path file (never its editable
 ``cliptrase``), so nothing is downloaded; the wheel is built from a copy of the source tree.

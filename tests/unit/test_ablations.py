@@ -15,10 +15,10 @@ from helpers.config import compose_eval
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cliptrase.datasets.config import config_dir
 from cliptrase.engine.segmentor import method_options
 from cliptrase.method.runner import Predictor
 from cliptrase.method.zoo import build_method
+from cliptrase.paths import config_dir
 from cliptrase.protocols.paper import paper_dataset, preprocess_image
 
 CONFIG_DIR = str(config_dir())

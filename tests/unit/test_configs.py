@@ -9,7 +9,7 @@ import yaml
 from helpers.config import compose_eval
 
 from cliptrase.config import validate
-from cliptrase.datasets.config import config_dir
+from cliptrase.paths import config_dir
 
 CONFIG_DIR = str(config_dir())
 
@@ -63,7 +63,7 @@ def test_model_configs_name_real_open_clip_models():
 )
 def test_standard_vocabulary_label_space(dataset, n_classes, n_background_prompts):
     """Standard protocol: background words form class 0 where the dataset has a background label."""
-    from cliptrase.datasets.prompts import job_prompts
+    from cliptrase.protocols.prompts import job_prompts
 
     groups = validate(_compose([f"dataset={dataset}", "protocol=standard"]))
     voc = job_prompts(groups["dataset"], groups["protocol"])
@@ -77,7 +77,7 @@ def test_standard_vocabulary_label_space(dataset, n_classes, n_background_prompt
 
 @pytest.mark.parametrize(("dataset", "n_classes"), [("voc21", 21), ("voc20", 20), ("coco_object", 81)])
 def test_paper_vocabulary_label_space(dataset, n_classes):
-    from cliptrase.datasets.prompts import job_prompts
+    from cliptrase.protocols.prompts import job_prompts
 
     groups = validate(_compose([f"dataset={dataset}", "protocol=paper224"]))
     voc = job_prompts(groups["dataset"], groups["protocol"])

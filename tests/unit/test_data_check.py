@@ -10,6 +10,7 @@ import pytest
 from helpers.miniatures import label_with, write_label
 from PIL import Image
 
+from cliptrase.cli.console import run_command
 from cliptrase.cli.data import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROBLEMS, register
 from cliptrase.datasets.prepare.check import check_dataset
 
@@ -18,7 +19,7 @@ def run_cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="cliptrase")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["data", *argv])
-    return args.func(args)
+    return run_command(args)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cliptrase.datasets import DATASET_CLASSES
-from cliptrase.datasets.config import config_dir, list_dataset_configs
+from cliptrase.datasets.config_files import list_dataset_configs
 from cliptrase.datasets.download import (
     DATASET_SOURCES,
     PREPARED_BYTES,
@@ -19,8 +19,9 @@ from cliptrase.datasets.download import (
 )
 from cliptrase.datasets.prepare import NEEDS_NO_RAW, OPTIONS, PREPARERS
 from cliptrase.datasets.spec import dataset_specs, paper_benchmarks, standard_benchmarks, table_order
+from cliptrase.paths import config_dir
 from cliptrase.reporting import tables
-from cliptrase.reproduce.spec import TABLES
+from cliptrase.reproduce.plan import TABLES
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cliptrase" / "datasets"
 

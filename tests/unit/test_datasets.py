@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cliptrase.datasets import DATASET_CLASSES, LoadAnnotationsU16, build_dataset, load_dataset_config
 from cliptrase.datasets.base import reduce_zero_label
-from cliptrase.datasets.config import dataset_config_dir, list_dataset_configs
+from cliptrase.datasets.config_files import dataset_config_dir, list_dataset_configs
 from cliptrase.registry import DATASETS, TRANSFORMS
 
 BENCHMARKS = sorted(WRITERS)
@@ -228,10 +228,9 @@ def test_a_toy_dataset_added_the_documented_way(tmp_path, monkeypatch):
     from helpers.miniatures import label_with, write_image, write_label
 
     from cliptrase.config import validate
-    from cliptrase.datasets.base import unregister_dataset
     from cliptrase.datasets.download import DATASET_SOURCES, PREPARED_BYTES, download_datasets, raw_dir
     from cliptrase.datasets.prepare import PREPARERS, prepare_dataset
-    from cliptrase.datasets.spec import get_spec
+    from cliptrase.datasets.spec import get_spec, unregister_dataset
     from cliptrase.reporting import tables
 
     module_text, config_text = _guide_snippets()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cliptrase.datasets import DATASET_CLASSES, load_vocabulary
-from cliptrase.datasets.config import list_dataset_configs, load_dataset_config
+from cliptrase.datasets.config_files import list_dataset_configs, load_dataset_config
 from cliptrase.datasets.vocab import read_paper_names
+from cliptrase.protocols.paper import PAPER_KEYS, paper_dataset
+from cliptrase.utils.class_names import read_lines, split_lines
 
 
 @pytest.mark.parametrize("protocol", ["paper", "standard"])
@@ -60,3 +62,19 @@ def test_bad_protocol_and_mismatched_list():
     cfg.standard_vocab = "voc21"
     with pytest.raises(ValueError, match=r"fix paper_key/standard_vocab in configs/dataset/voc20\.yaml"):
         load_vocabulary(cfg, "standard")
+
+
+def test_class_name_files_are_read_line_by_line_verbatim(tmp_path):
+    """The one parser of the class-name files: a file without a trailing newline keeps its last name (a
+    ``split("\\n")[:-1]`` reader drops it; every shipped file ends with a newline), trailing spaces stay,
+    commas do not split, ``\\r\\n`` ends a line like ``\\n``."""
+    no_newline = tmp_path / "no_newline.txt"
+    no_newline.write_bytes(b"aeroplane\nbed \nbuilding, edifice")
+    assert read_lines(no_newline) == ["aeroplane", "bed ", "building, edifice"]
+    assert split_lines("a\nb\n") == split_lines("a\r\nb") == ["a", "b"]
+    assert split_lines("") == []
+
+
+def test_paper_protocol_and_datasets_read_the_same_lists():
+    for key in PAPER_KEYS:
+        assert list(paper_dataset(key).class_names) == read_paper_names(key)

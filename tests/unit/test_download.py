@@ -347,7 +347,7 @@ def test_resolve_url_precedence(monkeypatch):
 
 
 def test_every_benchmark_has_sources_with_licence_and_citation():
-    from cliptrase.datasets.config import list_dataset_configs
+    from cliptrase.datasets.config_files import list_dataset_configs
 
     assert set(download.DATASET_SOURCES) == set(list_dataset_configs()) - {"demo"}
     for name, keys in download.DATASET_SOURCES.items():

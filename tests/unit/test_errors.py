@@ -11,15 +11,16 @@ import time
 
 import pytest
 
-from cliptrase.errors import ConfigError, ExitCode, call_guarded
+from cliptrase.errors import BoundaryExit, ConfigError, ExitCode, error_boundary
 
 
 def test_user_error_is_one_line_and_its_code(caplog):
     def bad() -> int:
         raise ConfigError("method.eps=-1 is invalid; valid: a number > 0")
 
-    with caplog.at_level(logging.ERROR):
-        assert call_guarded(bad, prefix="eval") == ExitCode.USER_ERROR
+    with caplog.at_level(logging.ERROR), pytest.raises(BoundaryExit) as stop, error_boundary(prefix="eval"):
+        bad()
+    assert stop.value.code == ExitCode.USER_ERROR
     assert [r.getMessage() for r in caplog.records] == ["eval: method.eps=-1 is invalid; valid: a number > 0"]
 
 
@@ -27,8 +28,8 @@ def test_programming_error_keeps_its_traceback():
     def broken() -> int:
         raise TypeError("a bug")
 
-    with pytest.raises(TypeError):
-        call_guarded(broken)
+    with pytest.raises(TypeError), error_boundary():
+        broken()
 
 
 def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
@@ -38,13 +39,12 @@ def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
         textwrap.dedent(
             """
             import logging, sys, time
-            from cliptrase.errors import call_guarded, sigterm_as_interrupt
+            from cliptrase.errors import error_boundary, sigterm_as_interrupt
             logging.basicConfig(level=logging.INFO)
-            def work():
+            sigterm_as_interrupt()
+            with error_boundary(prefix="reproduce"):
                 print("started", flush=True)
                 time.sleep(60)
-            sigterm_as_interrupt()
-            sys.exit(call_guarded(work, prefix="reproduce"))
             """
         )
     )

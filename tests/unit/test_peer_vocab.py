@@ -18,7 +18,8 @@ from importlib import resources
 
 import pytest
 
-from cliptrase.datasets.vocab import VOCAB_SETS, load_vocabulary, read_standard_lines
+from cliptrase.datasets.vocab import load_vocabulary, read_standard_lines
+from cliptrase.utils.class_names import VOCAB_SETS
 
 PEER_SHA256: dict[str, dict[str, str]] = {
     "standard": {

@@ -12,7 +12,7 @@ import yaml
 from helpers.config import compose_eval
 
 from cliptrase.config import validate
-from cliptrase.datasets.config import config_dir
+from cliptrase.paths import config_dir
 from cliptrase.reporting.published import PUBLISHED, ROWS, PublishedRow, published_for_rows
 from cliptrase.reporting.tables import STANDARD_BENCHMARKS
 
@@ -126,7 +126,7 @@ def test_per_dataset_settings_are_exactly_the_files(preset):
         assert getattr(composed, f"{key}_by_dataset") == text.get(f"{key}_by_dataset", {}), key
 
 
-def test_every_preset_is_tested_and_tcl_is_gone():
+def test_every_preset_is_tested():
     family = {p.stem for p in (CONFIG_DIR / "protocol").glob("*.yaml")} - {"paper224", "paper336"}
     assert family == set(PRESETS)
 

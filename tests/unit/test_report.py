@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.stats_records import random_matrices, write_run
 from PIL import Image
-from stats_records import random_matrices, write_run
 
 from cliptrase.cli import report as report_cli
 from cliptrase.reporting.qualitative import PREDICTIONS_DIR

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from stats_records import random_matrices, write_run
+from helpers.stats_records import random_matrices, write_run
 
 from cliptrase.harness.compose import compose_job
 from cliptrase.harness.identity import config_hash_of, row_label, run_name_of

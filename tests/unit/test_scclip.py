@@ -295,7 +295,7 @@ def _run_scclip(data_root: Path, dataset: str, stems: list[str], image_dir: Path
 
     import cliptrase.engine.segmentor  # noqa: F401  (registers the segmentor)
     from cliptrase.config import validate
-    from cliptrase.datasets.prompts import job_prompts
+    from cliptrase.protocols.prompts import job_prompts
     from cliptrase.registry import MODELS
 
     cfg = compose_eval(

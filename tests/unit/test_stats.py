@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from stats_records import counts_of, random_matrices, summary, write_run
+from helpers.stats_records import counts_of, random_matrices, summary, write_run
 
 from cliptrase.engine.paper_metric import paper_scores
 from cliptrase.records.per_image import PER_IMAGE_FILE, PerImageCounts, load_per_image

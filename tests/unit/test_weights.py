@@ -21,7 +21,6 @@ from helpers.weights_cache import link_into_cache
 from open_clip.pretrained import list_pretrained
 
 from cliptrase.models import hub
-from cliptrase.models.catalogue import resolve_specs, shipped_model_specs, spec_for
 from cliptrase.models.checkpoints import CheckpointError, is_torchscript, read_state_dict
 from cliptrase.models.clip import (
     GELU,
@@ -31,6 +30,7 @@ from cliptrase.models.clip import (
     load_clip,
     resolve_quick_gelu,
 )
+from cliptrase.models.shipped import resolve_specs, shipped_model_specs, spec_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 from cliptrase.datasets.download.archives import ArchiveRejectedError, extract
 from cliptrase.datasets.download.catalogue import (
     DATASET_SOURCES,
-    DOWNLOAD_BASE_ENV,
     DOWNLOADS_DIR,
     GB,
-    MB,
     PREPARED_BYTES,
     RAW_DIR,
     SOURCES,
@@ -47,7 +45,6 @@ from cliptrase.datasets.download.catalogue import (
     sources_for,
 )
 from cliptrase.datasets.download.disk import (
-    FREE_BYTES_ENV,
     DiskSpaceError,
     FreeBytes,
     check_disk_space,
@@ -66,7 +63,9 @@ from cliptrase.datasets.download.orchestration import (
     manual_instructions,
     required_bytes,
 )
+from cliptrase.datasets.spec import MB
 from cliptrase.errors import DownloadError
+from cliptrase.paths import DOWNLOAD_BASE_ENV, FREE_BYTES_ENV
 
 __all__ = [
     "DATASET_SOURCES",

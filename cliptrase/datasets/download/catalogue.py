@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cliptrase.datasets.spec import SpecView, dataset_specs
+from cliptrase.datasets.spec import MB, SpecView, dataset_specs
+from cliptrase.paths import DOWNLOAD_BASE_ENV
 
-DOWNLOAD_BASE_ENV = "CLIPTRASE_DOWNLOAD_BASE"
-"""Replaces the URL prefix before the file name of every public archive (a mirror, or a test server)."""
 DOWNLOADS_DIR = "downloads"
 RAW_DIR = "raw"
 
 GB = 10**9
-MB = 10**6
 
 
 @dataclass(frozen=True)

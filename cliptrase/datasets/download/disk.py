@@ -9,10 +9,8 @@ from pathlib import Path
 
 from cliptrase.datasets.download.catalogue import DOWNLOADS_DIR
 from cliptrase.errors import DownloadError
+from cliptrase.paths import FREE_BYTES_ENV
 from cliptrase.utils import fs
-
-FREE_BYTES_ENV = "CLIPTRASE_FREE_BYTES"
-"""Pretend this many bytes are free at the root (tests of the disk-space check without filling a disk)."""
 
 FreeBytes = Callable[[Path], int]
 

@@ -12,10 +12,11 @@ from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 
 from cliptrase import __version__
-from cliptrase.datasets.download.catalogue import DOWNLOAD_BASE_ENV, Archive
+from cliptrase.datasets.download.catalogue import Archive
 from cliptrase.datasets.download.disk import FreeBytes, check_disk_space, human_bytes
 from cliptrase.datasets.download.manifest import CHUNK, Hashes, progress_bar
 from cliptrase.errors import DownloadError
+from cliptrase.paths import DOWNLOAD_BASE_ENV
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cliptrase.datasets.base import default_data_root
 from cliptrase.datasets.download.archives import ArchiveRejectedError, extract
 from cliptrase.datasets.download.catalogue import (
     DATASET_SOURCES,
@@ -27,6 +26,7 @@ from cliptrase.datasets.download.disk import FreeBytes, check_disk_space, ensure
 from cliptrase.datasets.download.http import fetch
 from cliptrase.datasets.download.manifest import Hashes, Manifest, now_iso, verify
 from cliptrase.errors import DownloadError, ExitCode, UserError
+from cliptrase.paths import default_data_root
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cliptrase.datasets.base import OVSSDataset, get_dataset_class
-from cliptrase.datasets.config import load_dataset_config
+from cliptrase.datasets.base import OVSSDataset
+from cliptrase.datasets.config_files import load_dataset_config
 from cliptrase.datasets.demo import default_demo_root
 from cliptrase.datasets.prepare._common import LABEL_NDIM, default_workers, read_split
+from cliptrase.datasets.spec import get_dataset_class
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The prompts of one job: a dataset's vocabulary under a protocol, flattened for the segmentor.
+"""The prompts of one job (dataset x protocol): a dataset's vocabulary under a protocol, flattened for the
+segmentor.
 
 :mod:`cliptrase.datasets.vocab` reads the class lists; this module turns them into what the segmentor
 scores: one prompt per word, the class each prompt votes for, the scored class count and the background
@@ -14,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cliptrase.datasets.vocab import load_vocabulary
+from cliptrase.protocols.paper import paper_dataset
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,18 @@ class JobPrompts:
     class_names: list[str]
 
 
-def job_prompts(dataset_cfg: Any, protocol_cfg: Any) -> JobPrompts:
+def job_prompts(dataset_cfg: Any, protocol_cfg: Any, *, dataset_class: type | None = None) -> JobPrompts:
     """Prompts, prompt -> class map and background handling of a dataset under a protocol.
 
     Args:
         dataset_cfg: the validated ``dataset`` group (``paper_key``, ``standard_vocab``...).
         protocol_cfg: the validated ``protocol`` group (``vocab``: ``paper`` or ``standard``).
+        dataset_class: the dataset's class when the caller resolved it already (else looked up by name).
     """
     if protocol_cfg.vocab == "paper" and dataset_cfg.paper_key:
         return _paper_prompts(dataset_cfg.paper_key)
-    voc = load_vocabulary(OmegaConf.to_container(OmegaConf.structured(dataset_cfg)), protocol_cfg.vocab)
+    container = OmegaConf.to_container(OmegaConf.structured(dataset_cfg))
+    voc = load_vocabulary(container, protocol_cfg.vocab, dataset_class=dataset_class)
     lines = voc.synonyms or [[n] for n in voc.class_names]
     names = list(voc.class_names)
     if voc.background_names:  # label 0 is background: all its words are one class (docs/protocols.md §1d)
@@ -64,8 +68,6 @@ def job_prompts(dataset_cfg: Any, protocol_cfg: Any) -> JobPrompts:
 
 def _paper_prompts(paper_key: str) -> JobPrompts:
     """The authors' prompts of one benchmark: background words after the foreground, one class."""
-    from cliptrase.protocols.paper import paper_dataset
-
     ds = paper_dataset(paper_key)
     n_fg = ds.n_foreground
     return JobPrompts(

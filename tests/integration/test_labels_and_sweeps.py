@@ -1,4 +1,4 @@
-"""Row 4 and points 3-4 of issue 13: invalid labels never scored silently; sweeps survive a bad cell.
+"""Invalid labels are never scored silently; sweeps survive a bad cell.
 
 Run as a user would: ``cliptrase-eval`` in a subprocess on a VOC21 copy with the tiny CLIP.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _workspace import VOC_SUBDIR, Result, Workspace, default_labels, eval_args, label_map, write_voc
+from helpers.workspace import VOC_SUBDIR, Result, Workspace, default_labels, eval_args, label_map, write_voc
 from PIL import Image
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,11 @@
-"""Fixtures of the reliability tests: a workspace (data, results, caches in ``tmp_path``) and a VOC21 copy."""
+"""Fixtures of the subprocess tests: a workspace (data, results, caches in ``tmp_path``) and a VOC21 copy."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from _workspace import WEIGHTS, Workspace, default_labels, write_voc
+from helpers.workspace import WEIGHTS, Workspace, default_labels, write_voc
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Helpers of the reliability tests: the console scripts in a subprocess on tiny data.
+"""A workspace for the console scripts in a subprocess on tiny data.
 
-Every test of ``tests/reliability`` runs ``cliptrase-eval`` / ``cliptrase`` / ``cliptrase-table`` as
+Every test using it runs ``cliptrase-eval`` / ``cliptrase`` / ``cliptrase-table`` as
 installed (or as ``python -m`` when the scripts are not on disk) with the data root, results and caches in
 ``tmp_path``, the golden tiny CLIP as weights, and a VOC21 copy of a few 24x32 images. The helpers assert
 what a user sees: the exit status, no traceback, and the file or key named in the message.
@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cliptrase.datasets.demo import write_voc_layout
 from helpers.golden import GOLDEN_WEIGHTS as WEIGHTS
-from PIL import Image
+from helpers.miniatures import random_image
 
 VOC_SUBDIR = Path("VOCdevkit") / "VOC2012"
 HW = (24, 32)
@@ -39,16 +41,8 @@ def label_map(values: list[int]) -> np.ndarray:
 
 def write_voc(data_root: Path, labels: dict[str, np.ndarray]) -> Path:
     """A VOC2012 copy (JPEG images, palette-free 8-bit PNG labels, val split) holding ``labels``."""
-    root = data_root / VOC_SUBDIR
-    for i, (stem, lab) in enumerate(labels.items()):
-        pixels = np.random.default_rng(i).integers(0, 256, size=(*HW, 3), dtype=np.uint8)
-        for sub, name, array in (("JPEGImages", ".jpg", pixels), ("SegmentationClass", ".png", lab)):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(root / sub / f"{stem}{name}")
-    split = root / "ImageSets" / "Segmentation" / "val.txt"
-    split.parent.mkdir(parents=True, exist_ok=True)
-    split.write_text("\n".join(labels) + "\n")
-    return root
+    samples = {stem: (random_image(*HW, seed=i), lab) for i, (stem, lab) in enumerate(labels.items())}
+    return write_voc_layout(data_root / VOC_SUBDIR, samples)
 
 
 def default_labels() -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Points 4-5 of issue 13 for ``cliptrase reproduce``: its jobs run as ``cliptrase-eval -m`` cells do.
+"""``cliptrase reproduce`` runs its jobs as ``cliptrase-eval -m`` runs sweep cells.
 
 A failing job is recorded in ``failed.json``, the other jobs run, the summary lists the failed cells and the
 command exits 1; the re-run evaluates only those. Two identical reproduce commands at once compute each
@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-from _workspace import TIMEOUT_S, WEIGHTS, Result, Workspace
+from helpers.workspace import TIMEOUT_S, WEIGHTS, Result, Workspace
 from test_labels_and_sweeps import write_context59
 
-from cliptrase.reproduce.spec import READY_DIR, SUMMARY_NAME
+from cliptrase.reproduce.plan import READY_DIR, SUMMARY_NAME
 
 pytestmark = pytest.mark.integration
 

@@ -71,7 +71,7 @@ def spec_for(name: str, tag: str | None, slug: str | None = None) -> ModelSpec:
 
 def shipped_model_specs() -> list[ModelSpec]:
     """Every ``configs/model/*.yaml`` resolved (configs without a tag carry a note instead)."""
-    from cliptrase.datasets.config import config_dir
+    from cliptrase.paths import config_dir
 
     specs = []
     for path in sorted((config_dir() / "model").glob("*.yaml")):

@@ -1,4 +1,4 @@
-"""Points 5 and 7 of issue 13 (row 5): concurrent jobs, interrupts and failing writes lose nothing."""
+"""Concurrent jobs, interrupts and failing writes lose nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _workspace import TIMEOUT_S, Result, Workspace, command, eval_args, label_map, write_voc
+from helpers.workspace import TIMEOUT_S, Result, Workspace, command, eval_args, label_map, write_voc
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def _finish(proc: subprocess.Popen) -> Result:
 
 
 def test_the_same_job_twice_at_once_computes_once(ws: Workspace, voc: Path):
-    """Row 5: the second job waits for the first and reuses its record (no ResultExistsError)."""
+    """The second job waits for the first and reuses its record (no ResultExistsError)."""
     procs = [ws.popen("cliptrase-eval", *eval_args()) for _ in range(2)]
     results = [_finish(p) for p in procs]
     for result in results:

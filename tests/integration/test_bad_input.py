@@ -1,4 +1,4 @@
-"""Rows 1-3 and 7 of issue 13, and point 2: bad input answered by one line naming the file or key.
+"""Bad input answered by one line naming the file or key.
 
 Each case is what a new user types on a VOC21 copy with the tiny CLIP; the run must stop with a non-zero
 status, print no traceback and name what to fix, and write no result.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _workspace import VOC_SUBDIR, WEIGHTS, Workspace, eval_args
+from helpers.workspace import VOC_SUBDIR, WEIGHTS, Workspace, eval_args
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ CASES = {
 
 FAST = ("missing data root", "corrupt jpeg", "max_images -2", "eps -1")
 """Cases of the default run (one per way of failing: data layout, a worker process, a knob, a method
-value); the others are ``slow`` to keep ``tests/reliability`` within its time budget."""
+value); the others are ``slow`` to keep the default suite within its time budget."""
 
 
 @pytest.mark.parametrize("case", [c if c in FAST else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
@@ -78,7 +78,7 @@ def test_bad_input_is_one_line(ws: Workspace, voc: Path, case: str):
 
 
 def test_copied_dataset_config_with_another_vocabulary_is_refused(ws: Workspace, voc: Path):
-    """Row 7: a config copied from voc20.yaml for a 5-class dataset keeps ``paper_key: VOC20``."""
+    """A config copied from voc20.yaml for a 5-class dataset keeps ``paper_key: VOC20``."""
     extra = ws.root / "my_configs" / "dataset"
     extra.mkdir(parents=True)
     (extra / "shapes.yaml").write_text(
@@ -94,7 +94,7 @@ def test_copied_dataset_config_with_another_vocabulary_is_refused(ws: Workspace,
 
 @pytest.mark.slow
 def test_reproduce_checks_exactly_what_data_check_checks(ws: Workspace, voc: Path):
-    """Row 8: on a 3-image VOC copy both commands fail the same check; ``--subset`` passes both."""
+    """On a 3-image VOC copy both commands fail the same check; ``--subset`` passes both."""
     check = ws.run("cliptrase", "data", "check", "voc21")
     check.assert_user_error("3 images listed, expected 1449", "--subset")
     reproduce = ws.run("cliptrase", "reproduce", "paper", "--datasets", "voc21", "--weights", str(WEIGHTS))

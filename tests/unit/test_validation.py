@@ -12,7 +12,7 @@ import pytest
 from helpers.config import compose_eval
 
 from cliptrase.config import ConfigError, validate
-from cliptrase.datasets.config import list_dataset_configs
+from cliptrase.datasets.config_files import list_dataset_configs
 
 BASE = ["model=weights_file", "model.weights=/nonexistent/weights.pt"]
 
