@@ -1,1 +1,1 @@
-"""Whole-image and sliding-window inference."""
+"""Inference on images: sliding windows, prompt scoring, one image with a free class list, overlays."""

@@ -1,1 +1,2 @@
-"""Small utilities shared by the package (registries, logging, environment)."""
+"""Leaf tools shared by every layer: devices, file system, locks, the name -> object registry, the class-name
+files, the stage profiler."""
