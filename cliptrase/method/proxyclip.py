@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliptrase.method.base import METHODS, DenseMethod, MethodContext, method_options
+from cliptrase.method.interface import METHODS, DenseMethod, MethodContext, method_options
 from cliptrase.models.dense import DenseEncoder, DenseFeatures, LastBlockSpec, TowerState, project_qkv
 from cliptrase.models.vfm import build_dino, vfm_spec
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cliptrase.method.base import METHODS, DenseMethod, MethodContext, method_options
+from cliptrase.method.interface import METHODS, DenseMethod, MethodContext, method_options
 from cliptrase.method.pamr import pamr
 from cliptrase.models.dense import DenseEncoder, DenseFeatures, TowerRequest, TowerState, project_qkv
 

@@ -1,7 +1,7 @@
 """A method on a loaded CLIP: dense encoder + text classifiers + the method, for batches of images.
 
 This is the object the CLI, the paper protocol and the segmentor share; it holds no dataset knowledge. The
-method (:mod:`cliptrase.method.base`) decides what the tower computes and how features become labels; the
+method (:mod:`cliptrase.method.interface`) decides what the tower computes and how features become labels; the
 predictor adds the text classifier, the precision and the device.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from cliptrase.method.base import DenseMethod, MethodContext
+from cliptrase.method.interface import DenseMethod, MethodContext
 from cliptrase.method.labels import SegmentOutput
 from cliptrase.method.trase import CLIPtrase, CLIPtraseOptions
 from cliptrase.models.clip import LoadedClip
@@ -32,7 +32,7 @@ class Predictor:
 
     Args:
         clip: the loaded model bundle.
-        method: the method (:func:`cliptrase.method.base.build_method`); default CLIPtrase as the authors.
+        method: the method (:func:`cliptrase.method.interface.build_method`); default CLIPtrase as the authors.
         pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
         templates: prompt template set name.
         precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower and the

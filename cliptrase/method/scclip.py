@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cliptrase.method.base import METHODS, DenseMethod, MethodContext
+from cliptrase.method.interface import METHODS, DenseMethod, MethodContext
 from cliptrase.models.dense import DenseEncoder, DenseFeatures, TowerRequest, TowerState
 
 logger = logging.getLogger(__name__)

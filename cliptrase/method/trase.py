@@ -30,10 +30,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cliptrase.method.base import METHODS, DenseMethod, method_options
 from cliptrase.method.cluster import DBSCAN_BACKENDS, dbscan
 from cliptrase.method.correlation import CORRELATIONS
 from cliptrase.method.denoise import drop_cls, subtract_cls_row
+from cliptrase.method.interface import METHODS, DenseMethod, method_options
 from cliptrase.method.labels import SegmentOutput, argmax_channels, collapse_background, label_patches
 from cliptrase.method.vote import cluster_soft_masks, majority_vote, mean_logits_vote, region_map
 from cliptrase.models.dense import DenseFeatures, LastBlockSpec, TowerRequest

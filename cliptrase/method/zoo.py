@@ -16,7 +16,7 @@ from cliptrase.method import (
     scclip,  # noqa: F401  (registers SCCLIP)
     trase,  # noqa: F401  (registers CLIPtrase)
 )
-from cliptrase.method.base import METHODS, DenseMethod
+from cliptrase.method.interface import METHODS, DenseMethod
 
 
 def method_class(type_name: str) -> type[DenseMethod]:
@@ -36,7 +36,7 @@ def method_class(type_name: str) -> type[DenseMethod]:
         raise ImportError(f"cannot import {module_name!r} for method type {type_name!r}: {err}") from None
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, DenseMethod)):
-        raise TypeError(f"{type_name!r} is not a DenseMethod subclass (cliptrase.method.base.DenseMethod)")
+        raise TypeError(f"{type_name!r} is not a DenseMethod subclass (cliptrase.method.interface.DenseMethod)")
     return cls
 
 

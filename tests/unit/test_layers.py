@@ -43,10 +43,7 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     # (importer, imported): why it is allowed for now. Empty: every import follows the layers.
 }
 
-KNOWN_SHARED_NAMES: dict[str, str] = {
-    # lead's item 4: method/base.py (the method interface) arrived beside datasets/base.py
-    "base.py": "method/base.py and datasets/base.py: one of them is to be renamed",
-}
+KNOWN_SHARED_NAMES: dict[str, str] = {}
 """File names used twice for now, with why; the test fails once such a name is no longer shared."""
 
 MIRRORED = ("cli", "datasets/prepare")

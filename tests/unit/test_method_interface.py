@@ -12,7 +12,7 @@ from helpers.config import compose_eval
 
 from cliptrase.config import validate
 from cliptrase.errors import ConfigError
-from cliptrase.method.base import METHODS, DenseMethod, LastBlockRule, MethodContext
+from cliptrase.method.interface import METHODS, DenseMethod, LastBlockRule, MethodContext
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPTRASE_LAST_BLOCK, CLIPtrase
 from cliptrase.method.zoo import build_method, method_class

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers.config import compose_eval
 
 from cliptrase.config import validate
-from cliptrase.method.base import MethodContext
+from cliptrase.method.interface import MethodContext
 from cliptrase.method.resclip import (
     ResCLIP,
     ResCLIPOptions,

@@ -16,7 +16,7 @@ import torch
 from helpers.golden import golden_weights
 
 from cliptrase.inference.scoring import scores_to_labels
-from cliptrase.method.base import MethodContext
+from cliptrase.method.interface import MethodContext
 from cliptrase.method.scclip import (
     SCCLIP,
     aggregate,
