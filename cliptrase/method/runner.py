@@ -32,7 +32,7 @@ class Predictor:
 
     Args:
         clip: the loaded model bundle.
-        method: the method (:func:`cliptrase.method.interface.build_method`); default CLIPtrase as the authors.
+        method: the method (:func:`cliptrase.method.zoo.build_method`); default CLIPtrase as the authors.
         pos_offset: positional-table interpolation offset (0.1 = the authors'; None = resize by size).
         templates: prompt template set name.
         precision: ``fp32`` (exact, default), ``bf16`` or ``fp16``: autocast of the image tower and the

@@ -36,7 +36,7 @@ def method_class(type_name: str) -> type[DenseMethod]:
         raise ImportError(f"cannot import {module_name!r} for method type {type_name!r}: {err}") from None
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, DenseMethod)):
-        raise TypeError(f"{type_name!r} is not a DenseMethod subclass (cliptrase.method.interface.DenseMethod)")
+        raise TypeError(f"{type_name!r} is not a DenseMethod subclass (cliptrase.method.interface)")
     return cls
 
 
