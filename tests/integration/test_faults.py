@@ -6,11 +6,15 @@ import json
 import resource
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from helpers.workspace import TIMEOUT_S, Result, Workspace, command, eval_args, label_map, write_voc
+
+from cliptrase.errors import ExitCode
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +107,32 @@ def test_a_failing_write_keeps_previous_records_and_tables(ws: Workspace, voc: P
     assert {p: after.get(p) for p in before} == before  # nothing lost or half-written
     assert len(ws.records()) == 1 and not list(ws.results.rglob("*.tmp"))
     assert json.loads(ws.records()[0].read_text())["complete"] is True
+
+
+def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
+    """A process that installed the handler and is killed with SIGTERM exits 130 after one line."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import logging, sys, time
+            from cliptrase.errors import error_boundary, sigterm_as_interrupt
+            logging.basicConfig(level=logging.INFO)
+            sigterm_as_interrupt()
+            with error_boundary(prefix="reproduce"):
+                print("started", flush=True)
+                time.sleep(60)
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "started"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["ERROR:cliptrase:reproduce: interrupted"]

@@ -1,13 +1,9 @@
-"""The one error boundary: user errors are one line with their exit code; SIGTERM ends like Ctrl-C."""
+"""The one error boundary: user errors are one line with their exit code; every console script installs the
+SIGTERM handler (a real process killed with SIGTERM: tests/integration/test_faults.py)."""
 
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import pytest
 
@@ -30,35 +26,6 @@ def test_programming_error_keeps_its_traceback():
 
     with pytest.raises(TypeError), error_boundary():
         broken()
-
-
-def test_sigterm_ends_like_ctrl_c_in_a_real_process(tmp_path):
-    """A process that installed the handler and is killed with SIGTERM exits 130 after one line."""
-    script = tmp_path / "job.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import logging, sys, time
-            from cliptrase.errors import error_boundary, sigterm_as_interrupt
-            logging.basicConfig(level=logging.INFO)
-            sigterm_as_interrupt()
-            with error_boundary(prefix="reproduce"):
-                print("started", flush=True)
-                time.sleep(60)
-            """
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "started"
-    start = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == ExitCode.INTERRUPTED
-    assert time.monotonic() - start < 10
-    assert "Traceback" not in err
-    assert err.strip().splitlines() == ["ERROR:cliptrase:reproduce: interrupted"]
 
 
 def test_every_argparse_console_script_installs_the_handler(monkeypatch, tmp_path):
