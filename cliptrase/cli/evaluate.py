@@ -27,6 +27,7 @@ from cliptrase.config import register_configs
 from cliptrase.errors import USER_ERRORS, ExitCode, error_boundary, message_of, sigterm_as_interrupt
 from cliptrase.harness.compose import EVAL_CONFIG
 from cliptrase.harness.identity import experiment_dir_of
+from cliptrase.harness.preflight import check_command_line
 from cliptrase.harness.runtime import is_main_process
 from cliptrase.harness.sweep import FAILED_CELLS, in_multirun, run_job
 from cliptrase.paths import config_dir
@@ -61,6 +62,10 @@ def main() -> None:
     """Console-script entry point."""
     register_configs()
     sigterm_as_interrupt()  # a scheduler's cancel ends the job like Ctrl-C: one line, no half-written record
+    # What Hydra would fail on while setting the run up (a config it cannot find, an output folder below a
+    # file) is reported here, in one line, before hydra.main reports it its own way.
+    with error_boundary():
+        check_command_line(sys.argv[1:], config_dir=config_dir(), config_name=EVAL_CONFIG)
     _hydra_main()
     if FAILED_CELLS:
         sys.exit(ExitCode.INCOMPLETE)

@@ -6,6 +6,7 @@ status, print no traceback and name what to fix, and write no result.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,43 @@ def test_bad_input_is_one_line(ws: Workspace, voc: Path, case: str):
     overrides, named = CASES[case](ws)
     result = ws.eval(*overrides)
     result.assert_user_error(*named)
+    assert not ws.records()
+
+
+def _results_dir_below_a_file(ws: Workspace) -> tuple[list[str], list[str]]:
+    afile = ws.root / "afile"
+    afile.write_text("not a folder\n")
+    return [f"paths.results_dir={afile / 'x'}"], [f"{afile} is a file", "paths.results_dir"]
+
+
+def _results_dir_not_writable(ws: Workspace) -> tuple[list[str], list[str]]:
+    folder = ws.root / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return [f"paths.results_dir={folder / 'x'}"], [str(folder / "x"), "not writable", "paths.results_dir"]
+
+
+HYDRA_SETUP = {
+    "results dir below a file": _results_dir_below_a_file,
+    "results dir not writable": _results_dir_not_writable,
+    "unknown launcher": lambda ws: (
+        ["hydra/launcher=nosuch"],
+        ["hydra/launcher/nosuch", "valid hydra/launcher options: basic"],
+    ),
+}
+"""What Hydra fails on while it sets the run up, before the task function: checked first
+(:mod:`cliptrase.harness.preflight`), so it ends like any other bad input."""
+
+
+@pytest.mark.parametrize("case", list(HYDRA_SETUP))
+def test_hydra_setup_error_is_one_line_exit_2(ws: Workspace, voc: Path, case: str):
+    if case == "results dir not writable" and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only (0o555) folder, so there is nothing to refuse")
+    overrides, named = HYDRA_SETUP[case](ws)
+    result = ws.eval(*overrides)
+    result.assert_user_error(*named)
+    assert result.returncode == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert not ws.records()
 
 
