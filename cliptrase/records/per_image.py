@@ -13,12 +13,14 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cliptrase.errors import DataError
 from cliptrase.records.results import ResultRecord, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -187,14 +189,14 @@ class PerImageCounts:
         try:
             with np.load(path, allow_pickle=False) as data:
                 fields = {key: data[key] for key in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path}: not a readable per-image file ({err})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated, corrupt
+            raise ValueError(f"{path} exists but is unreadable (truncated or corrupt: {err})") from None
         missing = sorted(set(_NPZ_KEYS) - fields.keys())
         if missing:
             raise ValueError(f"{path}: missing array(s) {', '.join(missing)}")
         version = int(fields["format_version"])
         if version != PER_IMAGE_VERSION:
-            raise ValueError(f"{path}: format_version {version} is not {PER_IMAGE_VERSION}; re-run the job")
+            raise ValueError(f"{path}: format_version {version}, this version reads {PER_IMAGE_VERSION}")
         try:
             counts = cls(
                 metric_definition=str(fields["metric_definition"]),
@@ -241,34 +243,57 @@ def per_image_path(experiment_dir: Path, run: str) -> Path | None:
     return next(iter(sorted(root.glob(f"*/{run}/{PER_IMAGE_FILE}"))), None)
 
 
-def load_per_image(experiment_dir: Path, record: ResultRecord) -> PerImageCounts | None:
-    """The per-image counts of ``record``, or None (with the reason at INFO/WARNING) when it has none.
+RECOMPUTE = (
+    "recompute it by re-running that job with results.overwrite=true (its config is in the run's "
+    "metrics.json), or delete the run folder and re-run the sweep"
+)
+"""How a user gets a usable ``per_image.npz`` back: a re-run skips a complete record unless told to
+overwrite it (``results`` is not part of the config hash, so the run folder is the same)."""
 
-    Records written before per-image files existed simply have none: they load, without intervals. A file
-    whose config hash or metric definition differs from the record's is stale and is not used.
+
+class UnusablePerImageError(DataError):
+    """A run's ``per_image.npz`` exists but cannot be used: unreadable (truncated, corrupt), another layout
+    version, or made by another config; the message names the file, the problem and :data:`RECOMPUTE`."""
+
+
+def read_per_image(experiment_dir: Path, record: ResultRecord) -> PerImageCounts | None:
+    """The per-image counts of ``record``; None when the run has no file (records written before per-image
+    files existed).
+
+    Raises:
+        UnusablePerImageError: the file is there but unreadable, of another version, stale (another config
+            hash or metric definition than the record's) or of another class count.
     """
     path = per_image_path(experiment_dir, record.run)
     if path is None:
-        logger.info("run %s has no %s (older record): no intervals for it", record.run, PER_IMAGE_FILE)
         return None
     try:
         counts, digest = PerImageCounts.from_npz(path)
     except ValueError as err:
+        raise UnusablePerImageError(f"{err}; {RECOMPUTE}") from None
+    if digest != record.config_hash or counts.metric_definition != record.metric_definition:
+        raise UnusablePerImageError(
+            f"{path} was made by config {digest} / {counts.metric_definition}, the record is "
+            f"{record.config_hash} / {record.metric_definition} (stale); {RECOMPUTE}"
+        )
+    if counts.num_classes != len(record.class_names):
+        raise UnusablePerImageError(
+            f"{path} has {counts.num_classes} classes, the record {len(record.class_names)}; {RECOMPUTE}"
+        )
+    return counts
+
+
+def load_per_image(experiment_dir: Path, record: ResultRecord) -> PerImageCounts | None:
+    """:func:`read_per_image`, with None (and the reason logged) instead of an unusable file's error.
+
+    Records written before per-image files existed simply have none: they load, without intervals (INFO).
+    An unusable file is named in a WARNING with how to recompute it.
+    """
+    try:
+        counts = read_per_image(experiment_dir, record)
+    except UnusablePerImageError as err:
         logger.warning("ignoring per-image file: %s", err)
         return None
-    if digest != record.config_hash or counts.metric_definition != record.metric_definition:
-        logger.warning(
-            "ignoring %s: made by config %s / %s, the record is %s / %s; re-run the job to refresh it",
-            path,
-            digest,
-            counts.metric_definition,
-            record.config_hash,
-            record.metric_definition,
-        )
-        return None
-    if counts.num_classes != len(record.class_names):
-        logger.warning(
-            "ignoring %s: %d classes, the record has %d", path, counts.num_classes, len(record.class_names)
-        )
-        return None
+    if counts is None:
+        logger.info("run %s has no %s (older record): no intervals for it", record.run, PER_IMAGE_FILE)
     return counts

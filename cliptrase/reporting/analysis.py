@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cliptrase.errors import ConfigError
 from cliptrase.records.results import ResultRecord, atomic_write_text, load_records
 from cliptrase.reporting.class_view import write_class_chart
 from cliptrase.reporting.stats_tables import (
@@ -191,6 +192,22 @@ def table_stem(table: Table, n_tables: int) -> str:
     return "table" if n_tables == 1 else f"table_{table.metric_definition}"
 
 
+def _check_rows_exist(tables: Sequence[Table], request: StatsRequest) -> None:
+    """Every row ``--compare``/``--baseline`` names is a row of some table (the error lists the rows).
+
+    Raises:
+        ConfigError: a name that matches no row of any table.
+    """
+    rows = [r for table in tables for r in _measured_rows(table)]
+    for name in request.compare or ((request.baseline,) if request.baseline else ()):
+        if all(_resolve_or_none(name, _measured_rows(table)) is None for table in tables):
+            option = "--baseline" if request.baseline else "--compare"
+            raise ConfigError(
+                f"{option}: no row {name!r} (a full row label or one of its | fields); rows are: "
+                f"{'; '.join(rows)}"
+            )
+
+
 def write_statistics(
     experiment_dir: Path, *, metric: str, out_dir: Path, request: StatsRequest
 ) -> list[Analysis]:
@@ -204,6 +221,7 @@ def write_statistics(
     if not records:
         raise ValueError(f"no complete results under {experiment_dir}")
     tables = build_tables(records, metric)
+    _check_rows_exist(tables, request)
     plans = [(table, table_stem(table, len(tables)), pairs_for(table, request)) for table in tables]
     if (request.compare or request.baseline) and not any(pairs for _, _, pairs in plans):
         names = request.compare or (request.baseline,)

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from cliptrase.reporting.analysis import Analysis
 from cliptrase.reporting.class_view import class_chart
 from cliptrase.reporting.qualitative import Qualitative
-from cliptrase.reporting.stats_tables import IntervalTable
+from cliptrase.reporting.stats_tables import IntervalTable, no_interval_notes
 from cliptrase.reporting.tables import AVG, MISSING
 from cliptrase.stats.bootstrap import Interval
 from cliptrase.stats.comparisons import Comparison, Difference
@@ -186,10 +186,8 @@ def render_report(inputs: ReportInputs) -> str:
     sections.append("<h2>Tables</h2>")
     for analysis in inputs.analyses:
         sections.append(interval_table_html(analysis.intervals))
-        missing = analysis.intervals.bootstrap.missing
-        if missing:
-            runs = ", ".join(html.escape(f"{r} / {c}") for r, c in missing)
-            sections.append(f'<p class="note">No interval (no per-image record): {runs}.</p>')
+        for note in no_interval_notes(analysis.intervals.bootstrap):
+            sections.append(f'<p class="note">{html.escape(note)}</p>')
     comparisons = [a for a in inputs.analyses if a.comparisons]
     if comparisons:
         sections.append("<h2>Comparisons</h2>")

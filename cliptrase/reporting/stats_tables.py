@@ -104,10 +104,20 @@ def _notes(table: Table, boot: Bootstrap) -> list[str]:
     notes = []
     if any(not r.complete and r.avg is not None for r in table.rows):
         notes.append("\\* average over the available datasets only (row incomplete).")
+    notes += no_interval_notes(boot)
+    return ["", *notes] if notes else []
+
+
+def no_interval_notes(boot: Bootstrap) -> list[str]:
+    """Why cells have no interval: records made before per-image files existed, and per-image files that
+    exist but cannot be used (each named with its problem and how to recompute it)."""
+    notes = []
     if boot.missing:
         runs = ", ".join(f"{r} / {c}" for r, c in boot.missing)
         notes.append(f"No interval (no per-image record, made before they existed): {runs}.")
-    return ["", *notes] if notes else []
+    for (row, column), reason in boot.unusable:
+        notes.append(f"No interval for {row} / {column}: {reason}.")
+    return notes
 
 
 def interval_csv(result: IntervalTable) -> str:

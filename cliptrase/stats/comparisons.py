@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cliptrase.records.per_image import PerImageCounts, load_per_image
+from cliptrase.records.per_image import PER_IMAGE_FILE, PerImageCounts, UnusablePerImageError, read_per_image
 from cliptrase.records.results import ResultRecord
 from cliptrase.stats.bootstrap import (
     PER_CLASS,
@@ -66,7 +66,10 @@ class Bootstrap:
     seed: int
     samples: dict[Key, Sample]
     missing: tuple[Key, ...] = ()
-    """(row, column) records without usable per-image files (older records): no intervals."""
+    """(row, column) records without a per-image file (made before they existed): no intervals."""
+    unusable: tuple[tuple[Key, str], ...] = ()
+    """(row, column) records whose per-image file exists but cannot be used, with the reason (the file,
+    the problem, how to recompute it): no intervals."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def bootstrap_records(
     """Resample every dataset's images once and evaluate every row of one metric definition on them.
 
     Rows of a dataset evaluated on the same images share the resamples; a row with other images (e.g. a
-    ``max_images`` run) gets its own. Records without a per-image file are listed in ``missing``.
+    ``max_images`` run) gets its own. Records without a per-image file are listed in ``missing``, those
+    whose file is unreadable or stale in ``unusable`` (with the reason, also logged as a warning).
 
     Raises:
         ValueError: records of several metric definitions, or a metric the definition has no bootstrap of.
@@ -147,9 +151,17 @@ def bootstrap_records(
         raise ValueError(f"bootstrap one metric definition at a time, found {definitions}")
     groups: dict[tuple[str, tuple[str, ...]], list[tuple[ResultRecord, PerImageCounts]]] = {}
     missing: list[Key] = []
+    unusable: list[tuple[Key, str]] = []
     for rec in latest_records(records):
-        counts = load_per_image(experiment_dir, rec)
+        try:
+            counts = read_per_image(experiment_dir, rec)
+        except UnusablePerImageError as err:
+            logger.warning("ignoring per-image file: %s", err)
+            unusable.append(((rec.row, rec.column), str(err)))
+            continue
         if counts is None or counts.n_images == 0:
+            if counts is None:
+                logger.info("run %s has no %s (older record): no intervals for it", rec.run, PER_IMAGE_FILE)
             missing.append((rec.row, rec.column))
             continue
         counts = _canonical(counts)
@@ -160,7 +172,9 @@ def bootstrap_records(
         sums = resampled_sums([c.marginals() for _, c in members], rng, n_resamples)
         for (rec, counts), summed in zip(members, sums):
             samples[(rec.row, column)] = _sample(rec, counts, summed, metric)
-    return Bootstrap(metric, definitions[0], n_resamples, seed, samples, tuple(sorted(missing)))
+    return Bootstrap(
+        metric, definitions[0], n_resamples, seed, samples, tuple(sorted(missing)), tuple(sorted(unusable))
+    )
 
 
 def _sample(rec: ResultRecord, counts: PerImageCounts, summed: np.ndarray, metric: str) -> Sample:

@@ -186,3 +186,44 @@ def test_table_cli_statistics_and_refusal(tmp_path, caplog):
     assert (tmp_path / "table_ci.md").is_file()
     assert table_cli.main([str(tmp_path), "--compare", "cliptrase", "clip", "--resamples", "50"]) == 2
     assert "were evaluated on different images on demo" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "corrupt"])
+def test_unreadable_per_image_file_is_named_not_called_missing(tmp_path, caplog, damage):
+    """A per-image file that exists but cannot be read is reported as such, with the file and how to
+    recompute it, never as a record made before per-image files existed; the table is still written."""
+    from cliptrase.cli import table as table_cli
+
+    rng = np.random.default_rng(13)
+    write_run(tmp_path, CLIP, "demo", random_matrices(rng, 40))
+    record = write_run(tmp_path, OURS, "demo", random_matrices(rng, 40))
+    path = tmp_path / record.run / PER_IMAGE_FILE
+    data = path.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "corrupt": data[:300] + bytes(b ^ 0xFF for b in data[300:600]) + data[600:],
+    }[damage]
+    path.write_bytes(damaged)
+    assert table_cli.main([str(tmp_path), "--ci", "--resamples", "20"]) == 0
+    text = (tmp_path / "table_ci.md").read_text()
+    assert f"No interval for {OURS} / demo: {path} exists but is unreadable" in text
+    assert "results.overwrite=true" in text and "made before they existed" not in text
+    assert f"ignoring per-image file: {path} exists but is unreadable" in caplog.text
+    assert (tmp_path / "table.md").is_file()
+
+
+def test_compare_with_an_unknown_row_names_it_and_lists_the_rows(tmp_path, caplog):
+    from cliptrase.cli import table as table_cli
+
+    rng = np.random.default_rng(14)
+    write_run(tmp_path, CLIP, "demo", random_matrices(rng, 8))
+    write_run(tmp_path, OURS, "demo", random_matrices(rng, 8))
+    assert table_cli.main([str(tmp_path), "--compare", "nosuch", "clip", "--resamples", "20"]) == 2
+    assert (
+        f"--compare: no row 'nosuch' (a full row label or one of its | fields); rows are: {CLIP}; {OURS}"
+        in (caplog.text)
+    )
+    assert "not comparable" not in caplog.text
+    assert table_cli.main([str(tmp_path), "--baseline", "sclip", "--resamples", "20"]) == 2
+    assert "--baseline: no row 'sclip'" in caplog.text
