@@ -7,6 +7,8 @@ import argparse
 from typing import Any, Protocol
 
 from cliptrase.reporting.analysis import StatsRequest
+from cliptrase.reporting.latex import INTERVAL_STYLES
+from cliptrase.reporting.table_files import LATEX
 from cliptrase.stats.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 
@@ -31,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ci", action="store_true", help="95 %% bootstrap interval for every cell and average (<stem>_ci.md)"
     )
     add_bootstrap_arguments(group)
+    group.add_argument(
+        "--ci-style",
+        choices=INTERVAL_STYLES,
+        default="pm",
+        help="intervals in the LaTeX table (--format latex): pm = $\\pm$ half the interval's width "
+        "(default), range = [lo, hi]",
+    )
     rows = group.add_mutually_exclusive_group()
     rows.add_argument(
         "--compare",
@@ -50,4 +59,6 @@ def request_from_args(args: argparse.Namespace) -> StatsRequest:
         baseline=getattr(args, "baseline", None),
         n_resamples=getattr(args, "resamples", DEFAULT_RESAMPLES),
         seed=getattr(args, "seed", DEFAULT_SEED),
+        latex=LATEX in getattr(args, "format", ()),
+        interval_style=getattr(args, "ci_style", "pm"),
     )

@@ -1,11 +1,14 @@
 """``cliptrase-table results/<experiment>``: the experiment's result records as Markdown, CSV and a bar chart.
 
-    cliptrase-table EXPERIMENT_DIR [--metric mIoU] [--out DIR] [--published FILE]
-                    [--ci] [--compare ROW_A ROW_B | --baseline ROW] [--resamples N] [--seed S]
+    cliptrase-table EXPERIMENT_DIR [--metric mIoU] [--out DIR] [--published FILE] [--format md,csv,latex]
+                    [--ci] [--ci-style pm|range] [--compare ROW_A ROW_B | --baseline ROW]
+                    [--resamples N] [--seed S]
     cliptrase table EXPERIMENT_DIR ...   (same options)
 
 Writes ``table.md``, ``table.csv`` and ``table.png`` into the experiment folder (or ``--out``) and logs the
-Markdown. Records of different metric definitions are never mixed: each gets its own
+Markdown; ``--format latex`` adds ``table.tex``, a booktabs ``tabular`` to ``\\input`` into a paper (best
+value per column bold, second underlined; with ``--ci`` also ``table_ci.tex`` with the intervals,
+:mod:`cliptrase.reporting.latex`). Records of different metric definitions are never mixed: each gets its own
 ``table_<definition>.{md,csv,png}``. ``--ci``, ``--compare`` and ``--baseline`` add bootstrap intervals and
 paired comparisons from the runs' per-image records (:mod:`cliptrase.reporting.analysis` lists the
 files). Exit status 0 on success, 2 on bad input (missing folder, no complete
@@ -25,7 +28,7 @@ from cliptrase.cli import stats_options
 from cliptrase.cli.console import run_console
 from cliptrase.errors import ConfigError, DataNotFoundError, ExitCode
 from cliptrase.reporting.analysis import write_statistics
-from cliptrase.reporting.table_files import BUILTIN, Published, write_tables
+from cliptrase.reporting.table_files import BUILTIN, FORMATS, Published, write_tables
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,30 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out the built-in published rows (added by default for matching ViT-B/16 rows)",
     )
+    parser.add_argument(
+        "--format",
+        type=formats_arg,
+        default=DEFAULT_FORMATS,
+        metavar="FMT[,FMT]",
+        help=f"table formats, of {','.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; md, csv and png "
+        "are always written): latex adds table.tex, a booktabs tabular to \\input (with --ci also "
+        "table_ci.tex)",
+    )
     stats_options.add_arguments(parser)
+
+
+DEFAULT_FORMATS = ("md", "csv", "png")
+
+
+def formats_arg(text: str) -> tuple[str, ...]:
+    """``--format md,csv,latex`` -> the formats; an unknown one is an argparse error naming the valid ones."""
+    names = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown) or repr(text)}; valid: {', '.join(FORMATS)}"
+        )
+    return names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
         published = None
     else:
         published = BUILTIN
-    write_tables(args.experiment_dir, metric=args.metric, out_dir=args.out, published=published)
+    write_tables(
+        args.experiment_dir,
+        metric=args.metric,
+        out_dir=args.out,
+        published=published,
+        formats=getattr(args, "format", DEFAULT_FORMATS),
+    )
     request = stats_options.request_from_args(args)
     if request.any:
         out_dir = args.out or args.experiment_dir

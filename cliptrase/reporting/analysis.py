@@ -4,7 +4,8 @@ which rows to compare, and the files that hold intervals, differences and per-cl
 Files written beside the tables (``<stem>`` is the table's own stem, e.g. ``table`` or
 ``table_paper_scores``):
 
-- ``<stem>_ci.{md,csv}``: every cell and average with its 95 % bootstrap interval;
+- ``<stem>_ci.{md,csv}``: every cell and average with its 95 % bootstrap interval (and ``<stem>_ci.tex``, the
+  same as LaTeX, with ``--format latex``);
 - ``compare/<A>__vs__<B>.{md,csv}``: paired differences per dataset (``--compare A B``), or
   ``compare/baseline__<B>.{md,csv}`` for every row against ``--baseline B``;
 - ``compare/<dataset>__<A>__vs__<B>.{png,svg,csv}``: per-class IoU of A and B, sorted by the difference.
@@ -21,6 +22,7 @@ from pathlib import Path
 from cliptrase.errors import ConfigError
 from cliptrase.records.results import ResultRecord, atomic_write_text, load_records
 from cliptrase.reporting.class_view import write_class_chart
+from cliptrase.reporting.latex import INTERVAL_STYLES, IntervalStyle, to_latex
 from cliptrase.reporting.stats_tables import (
     IntervalTable,
     class_differences_csv,
@@ -55,10 +57,18 @@ class StatsRequest:
     baseline: str | None = None
     n_resamples: int = DEFAULT_RESAMPLES
     seed: int = DEFAULT_SEED
+    latex: bool = False
+    """Also write the interval table as LaTeX (``<stem>_ci.tex``)."""
+    interval_style: IntervalStyle = "pm"
+    """How the LaTeX table shows an interval: ``pm`` (± half its width) or ``range`` (``[lo, hi]``)."""
 
     def __post_init__(self) -> None:
         if self.n_resamples < 1:
             raise ValueError(f"--resamples must be at least 1, got {self.n_resamples}")
+        if self.interval_style not in INTERVAL_STYLES:
+            raise ValueError(
+                f"--ci-style must be one of {', '.join(INTERVAL_STYLES)}, got {self.interval_style!r}"
+            )
         if self.compare is not None and self.baseline is not None:
             raise ValueError("give either --compare A B or --baseline ROW, not both")
 
@@ -147,7 +157,13 @@ def write_analysis(analysis: Analysis, out_dir: Path, stem: str, request: StatsR
     if request.ci:
         markdown = interval_markdown(analysis.intervals)
         written += _write_pair(out_dir / f"{stem}_ci", markdown, interval_csv(analysis.intervals))
-        logger.info("intervals -> %s_ci.{md,csv}\n%s", out_dir / stem, markdown)
+        if request.latex:
+            tex = to_latex(
+                analysis.intervals.table, intervals=analysis.intervals, interval_style=request.interval_style
+            )
+            atomic_write_text(out_dir / f"{stem}_ci.tex", tex)
+            written.append(out_dir / f"{stem}_ci.tex")
+        logger.info("intervals -> %s_ci.{md,csv%s}\n%s", out_dir / stem, ",tex" * request.latex, markdown)
     if analysis.comparisons:
         written += write_comparisons(analysis.comparisons, analysis.intervals.table, out_dir, request)
     return written

@@ -1,9 +1,10 @@
 """``report.html``: one self-contained page per experiment (every image inlined as a base64 data URI, no
 script, no external resource, so it opens offline and can be mailed).
 
-Sections: the tables with 95 % bootstrap intervals (one per metric definition), the paired comparison of
-every row against a baseline row, the per-class IoU charts of those comparisons, and the qualitative
-grid (K images x every method) from ``save_predictions`` overlays, with the runs that saved none named.
+Sections: the tables with 95 % bootstrap intervals (one per metric definition, also as LaTeX to copy), the
+paired comparison of every row against a baseline row, the per-class IoU charts of those comparisons, and
+the qualitative grid (K images x every method) from ``save_predictions`` overlays, with the runs that
+saved none named.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 
 from cliptrase.reporting.analysis import Analysis
 from cliptrase.reporting.class_view import class_chart
+from cliptrase.reporting.latex import to_latex
 from cliptrase.reporting.qualitative import Qualitative
 from cliptrase.reporting.stats_tables import IntervalTable, no_interval_notes
 from cliptrase.reporting.tables import AVG, MISSING
@@ -174,6 +176,18 @@ def qualitative_html(qualitative: Qualitative, grid_png: bytes | None) -> str:
     return "".join(parts)
 
 
+def latex_html(analyses: Sequence[Analysis]) -> str:
+    """Each table with its intervals as LaTeX (``cliptrase-table --format latex --ci``), ready to copy."""
+    blocks = [
+        f'<pre class="latex">{html.escape(to_latex(a.intervals.table, intervals=a.intervals))}</pre>'
+        for a in analyses
+    ]
+    return (
+        "<h3>LaTeX</h3><p>The same tables as booktabs fragments (\\usepackage{booktabs}; bold: best, "
+        "underlined: second best per column; &plusmn; half the interval's width):</p>" + "".join(blocks)
+    )
+
+
 def render_report(inputs: ReportInputs) -> str:
     """The whole page."""
     title = f"cliptrase report: {inputs.experiment}"
@@ -188,6 +202,7 @@ def render_report(inputs: ReportInputs) -> str:
         sections.append(interval_table_html(analysis.intervals))
         for note in no_interval_notes(analysis.intervals.bootstrap):
             sections.append(f'<p class="note">{html.escape(note)}</p>')
+    sections.append(latex_html(inputs.analyses))
     comparisons = [a for a in inputs.analyses if a.comparisons]
     if comparisons:
         sections.append("<h2>Comparisons</h2>")

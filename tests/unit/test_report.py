@@ -4,6 +4,7 @@ where installed) that every image of the page loads."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import subprocess
 from html.parser import HTMLParser
@@ -95,7 +96,11 @@ def test_report_structure(experiment):
     assert code == 0
     page = _parse(experiment)
     assert page.headings[:2] == ["cliptrase report: demo", "Tables"]
-    assert {"Comparisons", "Per-class IoU", "Qualitative results"} <= set(page.headings)
+    assert {"LaTeX", "Comparisons", "Per-class IoU", "Qualitative results"} <= set(page.headings)
+    text = (experiment / "report.html").read_text(encoding="utf-8")
+    latex = html.unescape(text.split('<pre class="latex">', 1)[1].split("</pre>", 1)[0])
+    assert latex.count(r"\textbar{} tiny \textbar{}") == 3 and r"\toprule" in latex and r"$\pm$" in latex
+    assert latex.count(r"\textbf{") == 2  # best of the demo column and of the average
     by_class = {t["class"]: t for t in page.tables}
     intervals = by_class["intervals"]["rows"]
     assert intervals[0] == ["Row", "demo", "Avg"] and len(intervals) == 4
