@@ -25,6 +25,24 @@ def random_matrices(rng: np.random.Generator, n_images: int, n_classes: int = 3)
     return out
 
 
+def vocabulary_matrices(
+    rng: np.random.Generator, n_images: int, n_classes: int, *, per_image: int = 8, skill: float = 0.6
+) -> list[np.ndarray]:
+    """Per-image matrices of a large vocabulary as real images have them: ``per_image`` GT classes per
+    image, each predicted right with probability about ``skill`` and otherwise as another present class."""
+    out = []
+    for _ in range(n_images):
+        present = rng.choice(n_classes, size=min(per_image, n_classes), replace=False)
+        hist = np.zeros((n_classes, n_classes), dtype=np.int64)
+        for gt in present:
+            area = int(rng.integers(200, 2000))
+            right = int(rng.binomial(area, skill))
+            hist[gt, gt] += right
+            hist[gt, rng.choice(present)] += area - right
+        out.append(hist)
+    return out
+
+
 def counts_of(matrices: Sequence[np.ndarray], definition: str, ids: Sequence[str]) -> PerImageCounts:
     """Pack matrices as a metric would (mmseg: an empty extra row/column for out-of-range labels)."""
     c = matrices[0].shape[0]
@@ -58,8 +76,10 @@ def write_run(
     definition: str = "mmseg_iou",
     ids: Sequence[str] | None = None,
     per_image: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> ResultRecord:
-    """A complete run folder: ``metrics.json`` (+ ``per_image.npz`` unless ``per_image`` is False)."""
+    """A complete run folder: ``metrics.json`` (+ ``per_image.npz`` unless ``per_image`` is False); the
+    class names default to the first of :data:`CLASSES` (give ``class_names`` for larger matrices)."""
     ids = list(ids) if ids is not None else [f"img{i:04d}" for i in range(len(matrices))]
     metrics, per_class = summary(np.sum(matrices, axis=0), definition)
     cfg = {"row": row, "dataset": column, "definition": definition}
@@ -71,7 +91,7 @@ def write_run(
         column=column,
         metric_definition=definition,
         metrics=metrics,
-        class_names=list(CLASSES[: matrices[0].shape[0]]),
+        class_names=list(class_names or CLASSES[: matrices[0].shape[0]]),
         per_class={"IoU": per_class},
         config=cfg,
         config_hash=config_hash(cfg),
