@@ -1,7 +1,8 @@
 """``cliptrase predict IMAGE --classes "cat,dog,grass"``: CLIPtrase on one image, label map + overlay.
 
 Parses the options, runs :func:`cliptrase.inference.single_image.segment_image` (whole image, short side
-``--size``) and writes ``<stem>_labels.png`` and ``<stem>_overlay.png``.
+``--size``) and writes ``<stem>_labels.png`` and ``<stem>_overlay.png`` through the one prediction writer
+(:func:`cliptrase.inference.prediction_files.write_prediction`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 from pathlib import Path
 
 from cliptrase.errors import ConfigError
-from cliptrase.inference.single_image import class_shares, load_image, save_prediction, segment_image
+from cliptrase.inference.prediction_files import write_prediction
+from cliptrase.inference.single_image import class_shares, load_image, segment_image
 from cliptrase.models.clip import RANDOM, load_clip
 from cliptrase.utils.device import resolve_device
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         name = args.model or DEFAULT_MODEL
         clip = load_clip(name, args.pretrained, device=device, cache_dir=args.cache_dir)
     labels = segment_image(clip, image, names, size=args.size, eps=args.eps, min_samples=args.min_samples)
-    save_prediction(args.out, args.image.stem, image, labels, names)
+    write_prediction(args.out, args.image.stem, labels, names, image=image, overlay=True)
     tag = " [RANDOM WEIGHTS: meaningless output]" if clip.is_random else ""
     stem = args.image.stem
     logger.info(

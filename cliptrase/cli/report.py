@@ -1,14 +1,16 @@
 """``cliptrase-report results/<experiment>``: one self-contained ``report.html`` of an experiment.
 
-    cliptrase-report EXPERIMENT_DIR [--baseline ROW] [--images STEM,STEM | --num-images K]
+    cliptrase-report EXPERIMENT_DIR [--baseline ROW] [--images STEM,STEM | --num-images K] [--overlay]
                      [--metric mIoU] [--resamples N] [--seed S]
 
 Writes ``EXPERIMENT_DIR/report.html`` (tables with 95 % bootstrap intervals, every row against the
-baseline row with paired intervals, per-class IoU charts, the qualitative grid of K images x every method)
-and the grid alone as ``qualitative.png`` and ``qualitative.pdf``. The baseline is ``--baseline`` (a full
-row label or one of its ``|`` fields, e.g. ``clip``), else the first row of each table. The grid needs
-runs made with ``save_predictions=K``; the report names the runs that saved none. Exit status 0 on
-success, 2 on bad input, reported as one log line (:mod:`cliptrase.errors`).
+baseline row with paired intervals, per-class IoU charts, the qualitative grid Image | GT | every method
+of K images) and the grid alone as ``qualitative.png`` and ``qualitative.pdf``. The grid's images are
+``--images``, else the ``--num-images`` saved images where the methods' per-image mIoU differs most.
+The baseline is ``--baseline`` (a full row label or one of its ``|`` fields, e.g. ``clip``), else the
+first row of each table. The grid needs runs made with ``save_predictions=K``; the report names the runs
+that saved none. Exit status 0 on success, 2 on bad input, reported as one log line
+(:mod:`cliptrase.errors`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     images = parser.add_mutually_exclusive_group()
     images.add_argument("--images", help="comma-separated image stems for the qualitative grid")
     images.add_argument(
-        "--num-images", type=int, default=DEFAULT_IMAGES, help=f"first K images (default {DEFAULT_IMAGES})"
+        "--num-images",
+        type=int,
+        default=DEFAULT_IMAGES,
+        help=f"K images where the methods differ most (default {DEFAULT_IMAGES})",
+    )
+    parser.add_argument(
+        "--overlay", action="store_true", help="draw predictions blended on the image, not as colour maps"
     )
     parser.add_argument("--metric", default="mIoU", help="metric to tabulate (default mIoU)")
     add_bootstrap_arguments(parser)
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"no complete results under {exp_dir}; produce them with {hint}")
     stems = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else None
     qualitative = collect_grids(records, exp_dir, stems=stems, k=args.num_images)
-    grid = grid_figure(qualitative.grids) if qualitative.grids else None
+    grid = grid_figure(qualitative.grids, overlay=args.overlay) if qualitative.grids else None
     if grid is not None:
         for fmt, data in grid.items():
             atomic_write_bytes(exp_dir / f"{QUALITATIVE_STEM}.{fmt}", data)
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         experiment=exp_dir.name,
         analyses=_analyses(records, exp_dir, args),
         qualitative=qualitative,
-        grid_png=None if grid is None else grid["png"],
+        overlay=args.overlay,
         n_resamples=args.resamples,
         seed=args.seed,
     )

@@ -24,6 +24,7 @@ from mmseg.datasets.transforms import LoadAnnotations
 from cliptrase.errors import DataError
 from cliptrase.paths import DATA_ROOT_ENV, default_data_root
 from cliptrase.registry import TRANSFORMS
+from cliptrase.utils.colours import distinct_colours
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,10 @@ _MAX_LISTED = 3  # paths quoted in an error message before "..."
 _LABEL_NDIM = 2  # a label map has one channel
 
 
-def make_palette(num_classes: int, seed: int = 0) -> list[list[int]]:
-    """Deterministic colour per class, for datasets whose papers define no palette (PC-459, ADE-847)."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(num_classes, 3)).tolist()
+def make_palette(num_classes: int) -> list[list[int]]:
+    """Colour per class for datasets whose papers define no palette (PC-459, ADE-847): the package's one
+    generator (:func:`cliptrase.utils.colours.distinct_colours`)."""
+    return distinct_colours(num_classes).tolist()
 
 
 def reduce_zero_label(labels: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from cliptrase.protocols.prompts import JobPrompts
 if TYPE_CHECKING:
     from mmengine.hooks import Hook
 
+
 class Evaluation(NamedTuple):
     """What one evaluation produced."""
 

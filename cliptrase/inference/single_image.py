@@ -15,13 +15,10 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from cliptrase.errors import DataError, DataNotFoundError
-from cliptrase.inference.overlay import render_overlay
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions
 from cliptrase.models.clip import LoadedClip
 from cliptrase.protocols.paper import dbscan_settings
-
-_UINT8_LABELS = 255  # label maps with more classes are written as 16-bit PNGs
 
 
 def load_image(path: Path) -> Image.Image:
@@ -78,18 +75,6 @@ def segment_image(
     labels = out.pred[0, None, None].float()
     labels = torch.nn.functional.interpolate(labels, size=(image.height, image.width), mode="nearest")
     return labels[0, 0].to(torch.int64).cpu().numpy()
-
-
-def save_prediction(
-    out_dir: Path, stem: str, image: Image.Image, labels: np.ndarray, names: list[str]
-) -> tuple[Path, Path]:
-    """Write ``<stem>_labels.png`` (8-bit, 16-bit past 255 classes) and ``<stem>_overlay.png`` (legend)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = np.uint8 if len(names) <= _UINT8_LABELS else np.uint16
-    label_path, overlay_path = out_dir / f"{stem}_labels.png", out_dir / f"{stem}_overlay.png"
-    Image.fromarray(labels.astype(dtype)).save(label_path)
-    render_overlay(image, labels, names).save(overlay_path)
-    return label_path, overlay_path
 
 
 def class_shares(labels: np.ndarray, names: list[str]) -> str:

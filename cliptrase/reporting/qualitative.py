@@ -1,9 +1,16 @@
-"""Qualitative grids: the same K images x every method of an experiment, from ``save_predictions`` overlays.
+"""Qualitative grids as papers draw them: Image | GT | one column per method, one row per image.
 
-``cliptrase-eval save_predictions=K`` writes ``<experiment>/predictions/<run>/<stem>_overlay.png`` (the
-image blended with the predicted labels, legend included). A grid per dataset takes K image stems (given,
-or the first K in sorted order that every method with predictions has) and one column per row of the
-table; a run without saved predictions is named, never silently dropped.
+``cliptrase-eval save_predictions=K`` writes, per run, ``<experiment>/predictions/<run>/<stem>_labels.png``
+(the prediction) and the image and GT that run scored at display size (``<stem>_image.jpg``,
+``<stem>_gt.png``; :mod:`cliptrase.inference.prediction_files`). A grid per dataset (and protocol) takes K
+image stems — given by ``--images``, or by default the K saved images on which the methods' per-image mIoU
+(from ``per_image.npz``) spreads most, so the figure shows where they differ — and draws the GT and every
+prediction as a plain colour map (or, on request, as an overlay on the image) with the dataset's fixed
+palette (:mod:`cliptrase.utils.colours`: a class has one colour in every column and figure), ignored
+pixels in white, and a legend per row listing the classes present in that row's GT and predictions.
+
+A run without saved predictions is named, never silently dropped; a run saved before the grid inputs
+existed (``<stem>_overlay.png`` only) is named too, with the command that refreshes it.
 """
 
 from __future__ import annotations
@@ -11,60 +18,144 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from cliptrase.inference.overlay import blend, colour_map
+from cliptrase.inference.prediction_files import (
+    GT_SUFFIX,
+    IMAGE_SUFFIX,
+    LABELS_SUFFIX,
+    OVERLAY_SUFFIX,
+    read_labels,
+    resize_labels,
+)
+from cliptrase.records.per_image import load_per_image
 from cliptrase.records.results import ResultRecord
 from cliptrase.reporting.tables import column_order
 from cliptrase.stats.comparisons import latest_records
+from cliptrase.utils.colours import class_colours
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "predictions"
 """Folder of an experiment holding ``save_predictions`` outputs, one subfolder per run."""
-OVERLAY_SUFFIX = "_overlay.png"
 DEFAULT_IMAGES = 4
-_TILE_INCH = 2.6
+FIGURE_LEGEND_MAX = 16
+"""Most legend entries per row in the PNG/PDF figure (largest classes first; the HTML lists all)."""
+_TILE_INCH = 1.5
+_LEGEND_INCH = 1.6
+_DPI = 150
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # same bytes on every run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Grid:
-    """One dataset's grid: ``cells[i][j]`` is the overlay of image ``stems[i]`` by ``methods[j]`` (None
-    where that run did not save that image)."""
+    """One dataset's grid (one protocol, one class list).
+
+    Attributes:
+        dataset: title (the table column, with the protocol when a column has several).
+        class_names: the scored classes, indexed by label.
+        colours: (C, 3) uint8, the fixed palette of ``class_names`` on this dataset.
+        methods: table row labels, one column each.
+        stems: the chosen images, one row each.
+        images: per stem, the stored display-size image.
+        gts: per stem, the stored display-size GT (None: the run saved none).
+        cells: ``cells[i][j]``: the label map of image ``stems[i]`` by ``methods[j]`` (None: not saved).
+        spreads: per stem, max - min of the methods' per-image mIoU in % (None: no per-image records).
+    """
 
     dataset: str
-    stems: tuple[str, ...]
+    class_names: tuple[str, ...]
+    colours: np.ndarray
     methods: tuple[str, ...]
+    stems: tuple[str, ...]
+    images: tuple[Path, ...]
+    gts: tuple[Path | None, ...]
     cells: tuple[tuple[Path | None, ...], ...]
+    spreads: tuple[float | None, ...] = field(default=())
 
 
 @dataclass(frozen=True)
 class Qualitative:
-    """The grids of an experiment and the runs that saved no predictions."""
+    """The grids of an experiment, the runs that saved no predictions and those saved in the old format."""
 
     grids: tuple[Grid, ...]
     without_predictions: tuple[str, ...]
+    old_format: tuple[str, ...] = ()
 
 
-def overlays_of(experiment_dir: Path, run: str) -> dict[str, Path]:
-    """``{stem: overlay path}`` saved by ``run`` (empty when it saved none)."""
-    folder = Path(experiment_dir) / PREDICTIONS_DIR / run
-    return {p.name.removesuffix(OVERLAY_SUFFIX): p for p in sorted(folder.glob(f"*{OVERLAY_SUFFIX}"))}
+@dataclass(frozen=True)
+class _Saved:
+    """What one run saved: ``{stem: path}`` of its label maps, stored images and GTs."""
+
+    record: ResultRecord
+    labels: dict[str, Path]
+    images: dict[str, Path]
+    gts: dict[str, Path]
+
+
+def _files(folder: Path, suffix: str) -> dict[str, Path]:
+    return {p.name.removesuffix(suffix): p for p in sorted(folder.glob(f"*{suffix}"))}
+
+
+def saved_by(experiment_dir: Path, record: ResultRecord) -> _Saved:
+    """The prediction files ``record``'s run saved (all empty when it saved none)."""
+    folder = Path(experiment_dir) / PREDICTIONS_DIR / record.run
+    return _Saved(
+        record, _files(folder, LABELS_SUFFIX), _files(folder, IMAGE_SUFFIX), _files(folder, GT_SUFFIX)
+    )
+
+
+def dataset_colours(dataset: str, class_names: Sequence[str]) -> np.ndarray:
+    """The fixed palette of ``class_names`` on ``dataset``: its ``METAINFO`` palette where it has one."""
+    from cliptrase.datasets.spec import get_dataset_class
+
+    try:
+        meta = get_dataset_class(dataset).METAINFO
+    except KeyError:
+        return class_colours(class_names)
+    return class_colours(class_names, meta.get("classes", ()), meta.get("palette", ()))
 
 
 def collect_grids(
     records: Sequence[ResultRecord], experiment_dir: Path, *, stems: Sequence[str] | None, k: int
 ) -> Qualitative:
-    """One :class:`Grid` per dataset that has predictions; unknown ``stems`` are a ``ValueError``."""
-    by_column: dict[str, list[tuple[str, dict[str, Path]]]] = {}
-    without: list[str] = []
+    """One :class:`Grid` per dataset (and protocol) with predictions; unknown ``stems`` are a
+    ``ValueError``."""
+    groups: dict[tuple, list[_Saved]] = {}
+    without, old = [], []
     for rec in sorted(latest_records(records), key=lambda r: r.run):
-        overlays = overlays_of(experiment_dir, rec.run)
-        if overlays:
-            by_column.setdefault(rec.column, []).append((rec.row, overlays))
+        saved = saved_by(experiment_dir, rec)
+        folder = Path(experiment_dir) / PREDICTIONS_DIR / rec.run
+        if saved.labels and saved.images:
+            groups.setdefault(_group_key(rec), []).append(saved)
+        elif saved.labels or any(folder.glob(f"*{OVERLAY_SUFFIX}")):
+            old.append(rec.run)
         else:
             without.append(rec.run)
+    _warn_missing(without, old)
+    known = column_order()
+    order = sorted(groups, key=lambda key: (known.index(key[0]) if key[0] in known else 99, key))
+    columns = [key[0] for key in order]
+    grids = []
+    for key in order:
+        title = key[0] if columns.count(key[0]) == 1 else f"{key[0]} ({key[1]})"
+        grids.append(_grid(title, experiment_dir, groups[key], stems, k))
+    return Qualitative(tuple(g for g in grids if g.stems), tuple(without), tuple(old))
+
+
+def _group_key(rec: ResultRecord) -> tuple[str, str, tuple[str, ...]]:
+    """Runs share a grid when they scored the same dataset under the same protocol and class list."""
+    protocol = rec.config.get("protocol", {})
+    name = protocol.get("name", rec.metric_definition) if isinstance(protocol, dict) else str(protocol)
+    return rec.column, str(name), tuple(rec.class_names)
+
+
+def _warn_missing(without: list[str], old: list[str]) -> None:
     if without:
         logger.warning(
             "%d run(s) saved no predictions (re-run them with save_predictions=K for the qualitative "
@@ -72,68 +163,179 @@ def collect_grids(
             len(without),
             ", ".join(without),
         )
-    known = column_order()
-    order = sorted(by_column, key=lambda c: (known.index(c) if c in known else 99, c))
-    grids = tuple(_grid(column, by_column[column], stems, k) for column in order)
-    return Qualitative(tuple(g for g in grids if g.stems), tuple(without))
+    if old:
+        logger.warning(
+            "%d run(s) saved predictions without the grid's image and GT (an older version; delete their "
+            "predictions folder and re-run them with save_predictions=K): %s",
+            len(old),
+            ", ".join(old),
+        )
 
 
-def _grid(
-    column: str, methods: list[tuple[str, dict[str, Path]]], stems: Sequence[str] | None, k: int
-) -> Grid:
+def _grid(title: str, experiment_dir: Path, runs: list[_Saved], stems: Sequence[str] | None, k: int) -> Grid:
+    first = runs[0].record
+    images = {s: p for run in reversed(runs) for s, p in run.images.items()}  # the first run's wins
+    gts = {s: p for run in reversed(runs) for s, p in run.gts.items()}
+    spreads = _spreads(experiment_dir, runs)
     if stems:
-        known = set().union(*(set(o) for _, o in methods))
+        known = set().union(*(set(r.labels) for r in runs)) & set(images)
         unknown = [s for s in stems if s not in known]
         if unknown:
             raise ValueError(
-                f"--images {', '.join(unknown)}: no saved prediction of that image on {column}; saved: "
+                f"--images {', '.join(unknown)}: no saved prediction of that image on {first.column}; saved: "
                 f"{', '.join(sorted(known)[:20])}"
             )
         chosen = tuple(stems)
     else:
-        common = set.intersection(*(set(o) for _, o in methods))
-        chosen = tuple(sorted(common)[:k])
-    cells = tuple(tuple(overlays.get(stem) for _, overlays in methods) for stem in chosen)
-    return Grid(column, chosen, tuple(row for row, _ in methods), cells)
+        common = set.intersection(*(set(r.labels) for r in runs)) & set(images)
+        chosen = tuple(sorted(common, key=lambda s: (-spreads.get(s, -1.0), s))[:k])
+    return Grid(
+        dataset=title,
+        class_names=tuple(first.class_names),
+        colours=dataset_colours(first.column, first.class_names),
+        methods=tuple(r.record.row for r in runs),
+        stems=chosen,
+        images=tuple(images[s] for s in chosen),
+        gts=tuple(gts.get(s) for s in chosen),
+        cells=tuple(tuple(r.labels.get(s) for r in runs) for s in chosen),
+        spreads=tuple(spreads.get(s) for s in chosen),
+    )
 
 
-def grid_figure(grids: Sequence[Grid]) -> dict[str, bytes]:
-    """All grids stacked in one figure (a block of rows per dataset), as ``{"png": ..., "pdf": ...}``."""
+def per_image_miou(experiment_dir: Path, record: ResultRecord) -> dict[str, float]:
+    """``{stem: mIoU in %}`` of one run from its ``per_image.npz`` (empty without one): per image, the mean
+    IoU over the classes in its GT or prediction."""
+    counts = load_per_image(experiment_dir, record)
+    if counts is None:
+        return {}
+    inter, gt, pred = counts.marginals()
+    union = gt + pred - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, np.nan)
+    present = (union > 0).any(axis=1)
+    miou = np.full(counts.n_images, np.nan)
+    miou[present] = 100 * np.nanmean(iou[present], axis=1)
+    return {s: float(v) for s, v in zip(counts.image_ids, miou) if not np.isnan(v)}
+
+
+def _spreads(experiment_dir: Path, runs: list[_Saved]) -> dict[str, float]:
+    """``{stem: max - min per-image mIoU}`` over the runs that have per-image records (at least two)."""
+    per_run = [m for m in (per_image_miou(experiment_dir, r.record) for r in runs) if m]
+    if len(per_run) < 2:
+        logger.info(
+            "%s: fewer than two runs with per-image records; the grid takes the first images by name",
+            runs[0].record.column,
+        )
+        return {}
+    stems = set.intersection(*(set(m) for m in per_run))
+    return {s: max(m[s] for m in per_run) - min(m[s] for m in per_run) for s in stems}
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One row drawn: the image, the GT and every method's cell at the image's display size, and the
+    classes of its legend (present in the GT or a prediction, largest total area first)."""
+
+    image: Image.Image
+    gt: Image.Image | None
+    cells: tuple[Image.Image | None, ...]
+    legend: tuple[int, ...]
+
+
+def grid_row(grid: Grid, i: int, *, overlay: bool = False) -> GridRow:
+    """Row ``i`` of ``grid`` as images: colour maps (``overlay``: prediction cells blended on the image)."""
+    with Image.open(grid.images[i]) as im:
+        image = im.convert("RGB")
+    hw = (image.height, image.width)
+    gt = None if grid.gts[i] is None else resize_labels(read_labels(grid.gts[i]), hw)
+    preds = [None if p is None else resize_labels(read_labels(p), hw) for p in grid.cells[i]]
+    n = len(grid.class_names)
+    area = np.zeros(n + 1, dtype=np.int64)
+    for labels in [gt, *preds]:
+        if labels is not None:
+            area += np.bincount(np.where((labels >= 0) & (labels < n), labels, n).ravel(), minlength=n + 1)
+    legend = tuple(int(c) for c in np.argsort(-area[:n], kind="stable") if area[c] > 0)
+
+    def draw(labels: np.ndarray) -> Image.Image:
+        return blend(image, labels, grid.colours) if overlay else colour_map(labels, grid.colours)
+
+    return GridRow(
+        image=image,
+        gt=None if gt is None else colour_map(gt, grid.colours),
+        cells=tuple(None if p is None else draw(p) for p in preds),
+        legend=legend,
+    )
+
+
+def grid_figure(grids: Sequence[Grid], *, overlay: bool = False) -> dict[str, bytes]:
+    """All grids stacked in one figure (a block of rows per dataset), as ``{"png": ..., "pdf": ...}``:
+    columns Image | GT | methods | legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from PIL import Image
 
     n_rows = sum(len(g.stems) for g in grids)
-    n_cols = max(len(g.methods) for g in grids)
-    fig = Figure(figsize=(_TILE_INCH * n_cols, _TILE_INCH * 0.8 * n_rows + 0.6), layout="constrained")
+    n_tiles = 2 + max(len(g.methods) for g in grids)
+    fig = Figure(
+        figsize=(_TILE_INCH * n_tiles + _LEGEND_INCH + 0.4, _TILE_INCH * 0.85 * n_rows + 0.4 * len(grids)),
+        layout="constrained",
+    )
     FigureCanvasAgg(fig)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    axes = fig.subplots(n_rows, n_tiles + 1, squeeze=False, width_ratios=[1] * n_tiles + [1.1])
     row = 0
     for grid in grids:
+        titles = ["Image", "GT", *(_wrap(m) for m in grid.methods)]
         for i, stem in enumerate(grid.stems):
-            for j in range(n_cols):
-                ax = axes[row][j]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                path = grid.cells[i][j] if j < len(grid.methods) else None
-                if path is not None:
-                    with Image.open(path) as im:
-                        ax.imshow(im.convert("RGB"))
-                elif j < len(grid.methods):
-                    ax.text(0.5, 0.5, "no prediction", ha="center", va="center", fontsize=7)
-                else:
-                    ax.set_axis_off()
-                if i == 0 and j < len(grid.methods):
-                    ax.set_title(_wrap(grid.methods[j]), fontsize=7)
-                if j == 0:
-                    ax.set_ylabel(f"{grid.dataset}\n{stem}", fontsize=7)
+            drawn = grid_row(grid, i, overlay=overlay)
+            tiles = [drawn.image, drawn.gt, *drawn.cells]
+            for j, ax in enumerate(axes[row][:n_tiles]):
+                _tile(ax, tiles[j] if j < len(tiles) else None, drawn=j < len(tiles))
+                if i == 0 and j < len(titles):
+                    ax.set_title(titles[j], fontsize=6)
+            axes[row][0].set_ylabel(f"{grid.dataset}\n{stem}", fontsize=6)
+            _legend(axes[row][n_tiles], grid, drawn.legend)
             row += 1
     out = {}
     for fmt in ("png", "pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=130, metadata=_METADATA[fmt])
+        fig.savefig(buf, format=fmt, dpi=_DPI, metadata=_METADATA[fmt])
         out[fmt] = buf.getvalue()
     return out
+
+
+def _tile(ax, image: Image.Image | None, *, drawn: bool) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if image is not None:
+        ax.imshow(np.asarray(image), interpolation="nearest")
+    elif drawn:
+        ax.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=6)
+    else:
+        ax.set_axis_off()
+
+
+def _legend(ax, grid: Grid, classes: Sequence[int]) -> None:
+    """The row's classes as colour patches (the largest :data:`FIGURE_LEGEND_MAX`, then a count)."""
+    from matplotlib.patches import Patch
+
+    ax.set_axis_off()
+    shown = classes[:FIGURE_LEGEND_MAX]
+    handles = [
+        Patch(facecolor=grid.colours[c] / 255, edgecolor="black", linewidth=0.3, label=grid.class_names[c])
+        for c in shown
+    ]
+    if len(classes) > len(shown):
+        handles.append(Patch(facecolor="none", edgecolor="none", label=f"+{len(classes) - len(shown)} more"))
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="center left",
+            fontsize=5,
+            frameon=False,
+            ncol=1 if len(handles) <= 8 else 2,
+            handlelength=1.0,
+            columnspacing=0.6,
+            borderaxespad=0,
+        )
 
 
 def _wrap(label: str) -> str:

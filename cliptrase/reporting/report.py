@@ -3,23 +3,27 @@ script, no external resource, so it opens offline and can be mailed).
 
 Sections: the tables with 95 % bootstrap intervals (one per metric definition, also as LaTeX to copy), the
 paired comparison of every row against a baseline row, the per-class IoU charts of those comparisons, and
-the qualitative grid (K images x every method) from ``save_predictions`` overlays, with the runs that
-saved none named.
+the qualitative grid (Image | GT | every method, K images; :mod:`cliptrase.reporting.qualitative`) shown
+once, with the runs that saved no predictions named.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
+from PIL import Image
+
 from cliptrase.reporting.analysis import Analysis
 from cliptrase.reporting.class_view import class_chart
 from cliptrase.reporting.latex import to_latex
-from cliptrase.reporting.qualitative import Qualitative
+from cliptrase.reporting.qualitative import Grid, Qualitative, grid_row
 from cliptrase.reporting.stats_tables import IntervalTable, no_interval_notes
 from cliptrase.reporting.tables import AVG, MISSING
 from cliptrase.stats.bootstrap import Interval
@@ -37,7 +41,11 @@ td.significant { font-weight: bold; background: #eef6ee; }
 .interval { color: #666; font-size: 0.85em; }
 figure { margin: 1em 0; }
 img { max-width: 100%; }
-table.grid img { max-width: 320px; }
+table.grid img { max-width: 320px; display: block; }
+table.grid td { vertical-align: middle; }
+ul.legend { list-style: none; margin: 0; padding: 0; text-align: left; font-size: 0.8em; columns: 2; }
+span.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #444;
+  vertical-align: middle; }
 p.note { color: #8a5300; }
 """
 
@@ -49,7 +57,7 @@ class ReportInputs:
     experiment: str
     analyses: Sequence[Analysis]
     qualitative: Qualitative
-    grid_png: bytes | None
+    overlay: bool
     n_resamples: int
     seed: int
 
@@ -141,30 +149,60 @@ def class_charts_html(comparisons: Sequence[Comparison]) -> str:
     return "".join(figures)
 
 
-def qualitative_html(qualitative: Qualitative, grid_png: bytes | None) -> str:
-    """The grid per dataset as an HTML table of inline overlays, the whole figure, and missing runs."""
-    parts = []
-    for grid in qualitative.grids:
-        head = "".join(f"<th>{html.escape(m)}</th>" for m in grid.methods)
-        rows = []
-        for stem, cells in zip(grid.stems, grid.cells):
-            tds = "".join(
-                f"<td>{_img(p.read_bytes(), 'image/png', f'{stem} {m}')}</td>"
-                if p
-                else "<td>no prediction</td>"
-                for p, m in zip(cells, grid.methods)
-            )
-            rows.append(f"<tr><td>{html.escape(stem)}</td>{tds}</tr>")
-        parts.append(
-            f'<h3>{html.escape(grid.dataset)}</h3><table class="grid"><tr><th>image</th>{head}</tr>'
-            + "".join(rows)
-            + "</table>"
-        )
-    if grid_png is not None:
-        parts.append(
-            f'<figure class="qualitative">{_img(grid_png, "image/png", "qualitative grid")}'
-            "<figcaption>The grid as saved in qualitative.png / qualitative.pdf</figcaption></figure>"
-        )
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _hex(colour: np.ndarray) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in colour)
+
+
+def _legend_html(grid: Grid, classes: Sequence[int]) -> str:
+    items = "".join(
+        f'<li><span class="swatch" style="background:{_hex(grid.colours[c])}"></span>'
+        f"{html.escape(grid.class_names[c])}</li>"
+        for c in classes
+    )
+    return f'<ul class="legend">{items}</ul>'
+
+
+def grid_html(grid: Grid, *, overlay: bool = False) -> str:
+    """One dataset's grid as a table: a row per image, columns Image | GT | methods | classes."""
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in ("Image", "GT", *grid.methods, "Classes"))
+    rows = []
+    for i, stem in enumerate(grid.stems):
+        drawn = grid_row(grid, i, overlay=overlay)
+        tds = [f"<td>{_img(grid.images[i].read_bytes(), 'image/jpeg', f'{stem} image')}</td>"]
+        cells = [("GT", drawn.gt), *zip(grid.methods, drawn.cells)]
+        tds += [
+            "<td>not saved</td>" if im is None else f"<td>{_img(_png(im), 'image/png', f'{stem} {n}')}</td>"
+            for n, im in cells
+        ]
+        tds.append(f"<td>{_legend_html(grid, drawn.legend)}</td>")
+        spread = grid.spreads[i] if grid.spreads else None
+        if spread is not None:
+            label = f'{html.escape(stem)}<br><span class="interval">spread {spread:.1f}</span>'
+        else:
+            label = html.escape(stem)
+        rows.append(f"<tr><td>{label}</td>{''.join(tds)}</tr>")
+    chosen = (
+        "the images where the methods' per-image mIoU differs most (spread: max − min, %)"
+        if any(s is not None for s in grid.spreads)
+        else "the first saved images"
+    )
+    return (
+        f'<h3>{html.escape(grid.dataset)}</h3><table class="grid"><tr><th></th>{head}</tr>'
+        + "".join(rows)
+        + f"</table><p>Rows: {chosen}, unless named with <code>--images</code>. White: ignored pixels.</p>"
+    )
+
+
+def qualitative_html(qualitative: Qualitative, *, overlay: bool = False) -> str:
+    """The grid of every dataset (shown once; the same figure is saved as qualitative.png / .pdf), and the
+    runs that saved no predictions or saved them in the old format."""
+    parts = [grid_html(grid, overlay=overlay) for grid in qualitative.grids]
     if not qualitative.grids:
         parts.append('<p class="note">No run of this experiment saved predictions.</p>')
     if qualitative.without_predictions:
@@ -172,6 +210,13 @@ def qualitative_html(qualitative: Qualitative, grid_png: bytes | None) -> str:
         parts.append(
             f'<p class="note">No predictions saved by: {runs}. Re-run them with '
             "<code>save_predictions=K</code> to include them.</p>"
+        )
+    if qualitative.old_format:
+        runs = ", ".join(html.escape(r) for r in qualitative.old_format)
+        parts.append(
+            f'<p class="note">Predictions without the grid\'s image and GT (saved by an older version): '
+            f"{runs}. Delete their predictions folder and re-run them with "
+            "<code>save_predictions=K</code>.</p>"
         )
     return "".join(parts)
 
@@ -212,7 +257,7 @@ def render_report(inputs: ReportInputs) -> str:
         for analysis in comparisons:
             sections.append(class_charts_html(analysis.comparisons))
     sections.append("<h2>Qualitative results</h2>")
-    sections.append(qualitative_html(inputs.qualitative, inputs.grid_png))
+    sections.append(qualitative_html(inputs.qualitative, overlay=inputs.overlay))
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"

@@ -21,6 +21,7 @@ from PIL import Image
 
 from cliptrase.datasets.config_files import load_dataset_config
 from cliptrase.harness.run import run
+from cliptrase.inference.prediction_files import DISPLAY_SIDE
 from cliptrase.paths import config_dir
 
 CONFIG_DIR = str(config_dir())
@@ -134,8 +135,11 @@ def test_demo_standard_protocol_runs_and_resumes(tmp_path, caplog):
     cfg = compose_eval([*overrides, "save_predictions=1"])
     metrics = run(cfg)
     assert set(metrics) == {"aAcc", "mIoU", "mAcc"}
-    saved = sorted(p.name for p in (tmp_path / "results" / "t" / "predictions").glob("*/*.png"))
-    assert len(saved) == 2 and saved[0].endswith("_labels.png") and saved[1].endswith("_overlay.png")
+    saved = sorted(p.name for p in (tmp_path / "results" / "t" / "predictions").glob("*/*"))
+    assert [s.split("_", 2)[-1] for s in saved] == ["gt.png", "image.jpg", "labels.png"]  # demo_000_*
+    folder = next((tmp_path / "results" / "t" / "predictions").iterdir())
+    with Image.open(folder / saved[0]) as gt, Image.open(folder / saved[1]) as image:
+        assert gt.size == image.size and max(image.size) <= DISPLAY_SIDE
     record = json.loads(next((tmp_path / "results" / "t").glob("*/metrics.json")).read_text())
     assert record["metric_definition"] == "mmseg_iou" and len(record["per_class"]["IoU"]) == 5
     caplog.clear()
