@@ -74,9 +74,12 @@ def chart_title(title: str, shown: ChartClasses) -> str:
     return "\n".join(lines)
 
 
-def class_chart(diff: ClassDifferences, label_a: str, label_b: str, title: str) -> dict[str, bytes]:
-    """The chart as ``{"png": bytes, "svg": bytes}`` (matplotlib's object API on an Agg canvas, which
-    renders headless without switching the backend of a user's session)."""
+def class_chart(
+    diff: ClassDifferences, label_a: str, label_b: str, title: str, formats: tuple[str, ...] = ("png", "svg")
+) -> dict[str, bytes]:
+    """The chart as ``{"png": bytes, "svg": bytes}`` (``formats``: the report needs only the PNG; each
+    format costs a full render) via matplotlib's object API on an Agg canvas, which renders headless
+    without switching the backend of a user's session."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -98,11 +101,12 @@ def class_chart(diff: ClassDifferences, label_a: str, label_b: str, title: str) 
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, ncol=1, frameon=False)
     ax.set_title(chart_title(title, shown), fontsize=9, loc="left", pad=_LEGEND_PAD)
     out = {}
-    for fmt in ("png", "svg"):
+    for fmt in formats:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata=_METADATA[fmt])
         out[fmt] = buf.getvalue()
-    out["png"] = compact_png(out["png"])
+    if "png" in out:
+        out["png"] = compact_png(out["png"])
     return out
 
 

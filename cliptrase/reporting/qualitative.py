@@ -46,8 +46,13 @@ PREDICTIONS_DIR = "predictions"
 DEFAULT_IMAGES = 4
 FIGURE_LEGEND_MAX = 16
 """Most legend entries per row in the PNG/PDF figure (largest classes first; the HTML lists all)."""
-_TILE_INCH = 1.5
-_LEGEND_INCH = 1.6
+_TILE_INCH = 1.3
+_GAP_INCH = 0.05
+_MARGIN_INCH = 0.35  # left, for the row labels
+_TITLE_INCH = 0.45  # above each dataset's first row, for the column titles
+_LEGEND_INCH = 1.7
+_LEGEND_LINE_INCH = 0.105  # one legend entry at 5 pt
+_LEGEND_CHARS = 30  # characters of a class name in a one-column legend (half in two columns)
 _DPI = 150
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}  # same bytes on every run
 
@@ -269,31 +274,38 @@ def grid_row(grid: Grid, i: int, *, overlay: bool = False) -> GridRow:
 
 def grid_figure(grids: Sequence[Grid], *, overlay: bool = False) -> dict[str, bytes]:
     """All grids stacked in one figure (a block of rows per dataset), as ``{"png": ..., "pdf": ...}``:
-    columns Image | GT | methods | legend."""
+    columns Image | GT | methods | legend, each row as high as its image's aspect asks.
+
+    Axes are placed at computed positions (no layout engine: hundreds of tiles lay out instantly and the
+    same grids give the same bytes).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    n_rows = sum(len(g.stems) for g in grids)
+    rows = [(grid, i, grid_row(grid, i, overlay=overlay)) for grid in grids for i in range(len(grid.stems))]
     n_tiles = 2 + max(len(g.methods) for g in grids)
-    fig = Figure(
-        figsize=(_TILE_INCH * n_tiles + _LEGEND_INCH + 0.4, _TILE_INCH * 0.85 * n_rows + 0.4 * len(grids)),
-        layout="constrained",
-    )
+    heights = [_row_height(drawn.image) for _, _, drawn in rows]
+    width = _MARGIN_INCH + n_tiles * (_TILE_INCH + _GAP_INCH) + _LEGEND_INCH
+    height = sum(heights) + _GAP_INCH * len(rows) + _TITLE_INCH * len(grids)
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(n_rows, n_tiles + 1, squeeze=False, width_ratios=[1] * n_tiles + [1.1])
-    row = 0
-    for grid in grids:
+    top = 0.0
+    for (grid, i, drawn), row_h in zip(rows, heights):
+        top += _TITLE_INCH if i == 0 else 0.0
+        tiles = [drawn.image, drawn.gt, *drawn.cells]
         titles = ["Image", "GT", *(_wrap(m) for m in grid.methods)]
-        for i, stem in enumerate(grid.stems):
-            drawn = grid_row(grid, i, overlay=overlay)
-            tiles = [drawn.image, drawn.gt, *drawn.cells]
-            for j, ax in enumerate(axes[row][:n_tiles]):
-                _tile(ax, tiles[j] if j < len(tiles) else None, drawn=j < len(tiles))
-                if i == 0 and j < len(titles):
-                    ax.set_title(titles[j], fontsize=6)
-            axes[row][0].set_ylabel(f"{grid.dataset}\n{stem}", fontsize=6)
-            _legend(axes[row][n_tiles], grid, drawn.legend)
-            row += 1
+        for j, tile in enumerate(tiles):
+            left = _MARGIN_INCH + j * (_TILE_INCH + _GAP_INCH)
+            ax = fig.add_axes(_box(left, top, _TILE_INCH, row_h, (width, height)))
+            _tile(ax, tile)
+            if i == 0:
+                ax.set_title(titles[j], fontsize=6)
+            if j == 0:
+                ax.set_ylabel(f"{grid.dataset}\n{grid.stems[i]}", fontsize=6)
+        left = _MARGIN_INCH + n_tiles * (_TILE_INCH + _GAP_INCH)
+        legend_ax = fig.add_axes(_box(left, top, _LEGEND_INCH, row_h, (width, height)))
+        _legend(legend_ax, grid, drawn.legend, row_h)
+        top += row_h + _GAP_INCH
     out = {}
     for fmt in ("png", "pdf"):
         buf = io.BytesIO()
@@ -302,25 +314,44 @@ def grid_figure(grids: Sequence[Grid], *, overlay: bool = False) -> dict[str, by
     return out
 
 
-def _tile(ax, image: Image.Image | None, *, drawn: bool) -> None:
+def _box(left: float, top: float, w: float, h: float, size: tuple[float, float]) -> tuple[float, ...]:
+    """Axes rectangle (figure fractions, from the bottom) of a box given in inches from the top left."""
+    fig_w, fig_h = size
+    return (left / fig_w, 1 - (top + h) / fig_h, w / fig_w, h / fig_h)
+
+
+def _row_height(image: Image.Image) -> float:
+    """A tile is :data:`_TILE_INCH` wide; its height follows the image (between half and 1.5 times)."""
+    return _TILE_INCH * min(1.5, max(0.5, image.height / image.width))
+
+
+def _tile(ax, image: Image.Image | None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if image is not None:
-        ax.imshow(np.asarray(image), interpolation="nearest")
-    elif drawn:
-        ax.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=6)
+        ax.imshow(np.asarray(image), interpolation="nearest", aspect="auto")
     else:
-        ax.set_axis_off()
+        ax.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=6)
 
 
-def _legend(ax, grid: Grid, classes: Sequence[int]) -> None:
-    """The row's classes as colour patches (the largest :data:`FIGURE_LEGEND_MAX`, then a count)."""
+def _legend(ax, grid: Grid, classes: Sequence[int], row_h: float) -> None:
+    """The row's classes as colour patches, largest first: as many as fit the row's height in two columns
+    (at most :data:`FIGURE_LEGEND_MAX`), then a count of the rest; names shortened to fit the column."""
     from matplotlib.patches import Patch
 
     ax.set_axis_off()
-    shown = classes[:FIGURE_LEGEND_MAX]
+    per_column = max(3, int(row_h / _LEGEND_LINE_INCH))
+    fit = min(FIGURE_LEGEND_MAX, 2 * per_column)
+    shown = classes if len(classes) <= fit else classes[: fit - 1]
+    ncol = 1 if len(classes) <= per_column else 2
+    chars = _LEGEND_CHARS // ncol
     handles = [
-        Patch(facecolor=grid.colours[c] / 255, edgecolor="black", linewidth=0.3, label=grid.class_names[c])
+        Patch(
+            facecolor=grid.colours[c] / 255,
+            edgecolor="black",
+            linewidth=0.3,
+            label=_short(grid.class_names[c], chars),
+        )
         for c in shown
     ]
     if len(classes) > len(shown):
@@ -331,11 +362,18 @@ def _legend(ax, grid: Grid, classes: Sequence[int]) -> None:
             loc="center left",
             fontsize=5,
             frameon=False,
-            ncol=1 if len(handles) <= 8 else 2,
+            ncol=ncol,
             handlelength=1.0,
             columnspacing=0.6,
             borderaxespad=0,
         )
+
+
+def _short(name: str, chars: int) -> str:
+    """A class name for a legend column: its first synonym (ADE lists ``person, individual, ...``), cut
+    to ``chars`` characters."""
+    first = name.split(",")[0].strip() or name
+    return first if len(first) <= chars else first[: chars - 1] + "…"
 
 
 def _wrap(label: str) -> str:

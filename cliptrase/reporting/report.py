@@ -141,7 +141,7 @@ def class_charts_html(comparisons: Sequence[Comparison]) -> str:
     for comp in comparisons:
         for column, diff in comp.per_class.items():
             title = f"{column}: per-class IoU, {comp.a} vs {comp.b}"
-            png = class_chart(diff, comp.a, comp.b, title)["png"]
+            png = class_chart(diff, comp.a, comp.b, title, formats=("png",))["png"]
             figures.append(
                 f'<figure class="class-chart">{_img(png, "image/png", title)}'
                 f"<figcaption>{html.escape(title)}</figcaption></figure>"

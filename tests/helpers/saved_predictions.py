@@ -16,10 +16,11 @@ IGNORE = 255
 
 
 def scene(
-    index: int, hw: tuple[int, int], n_classes: int, *, bands: int = 3
+    index: int, hw: tuple[int, int], n_classes: int, *, bands: int = 3, noise: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 image, int64 GT): ``bands`` horizontal bands of classes picked from 0..n_classes-1 by
-    ``index``, a square of one more class, a 1-pixel ignore line; the image a smooth gradient per band."""
+    ``index``, a square of one more class, a 1-pixel ignore line; the image a smooth gradient per band
+    (plus Gaussian ``noise``, which makes its JPEG as large as a photo's)."""
     h, w = hw
     classes = [(index * 5 + b) % n_classes for b in range(bands + 1)]
     gt = np.repeat(np.array(classes[:bands])[np.arange(h) * bands // h], w).reshape(h, w).astype(np.int64)
@@ -27,7 +28,10 @@ def scene(
     gt[h // 2, :] = IGNORE
     ramp = np.linspace(60, 200, w)[None, :, None]
     tint = np.array([(37 * c) % 256 for c in range(n_classes)] + [0])[np.minimum(gt, n_classes)][..., None]
-    image = np.clip(ramp * np.array([1.0, 0.8, 0.6]) + tint * 0.3, 0, 255).astype(np.uint8)
+    image = ramp * np.array([1.0, 0.8, 0.6]) + tint * 0.3
+    if noise:
+        image = image + np.random.default_rng(index).normal(0.0, noise, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
     return image, gt
 
 
@@ -41,12 +45,17 @@ def prediction(gt: np.ndarray, method: int, n_classes: int) -> np.ndarray:
 
 
 def save_run(
-    exp_dir: Path, record: ResultRecord, stems: Sequence[str], method: int, hw: tuple[int, int] = (30, 40)
+    exp_dir: Path,
+    record: ResultRecord,
+    stems: Sequence[str],
+    method: int,
+    hw: tuple[int, int] = (30, 40),
+    **scene_options: float,
 ) -> None:
     """Write ``record``'s predictions of ``stems`` as ``save_predictions`` does (labels, image, GT)."""
     names = record.class_names
     for i, stem in enumerate(stems):
-        image, gt = scene(i, hw, len(names))
+        image, gt = scene(i, hw, len(names), **scene_options)
         write_prediction(
             exp_dir / PREDICTIONS_DIR / record.run,
             stem,
