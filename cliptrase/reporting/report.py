@@ -42,7 +42,7 @@ td.significant { font-weight: bold; background: #eef6ee; }
 figure { margin: 1em 0; }
 img { max-width: 100%; }
 table.grid img { max-width: 320px; display: block; }
-table.grid td { vertical-align: middle; }
+table.grid th, table.grid td { vertical-align: middle; text-align: center; }
 ul.legend { list-style: none; margin: 0; padding: 0; text-align: left; font-size: 0.8em; columns: 2; }
 span.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; border: 1px solid #444;
   vertical-align: middle; }
