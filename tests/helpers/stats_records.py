@@ -101,3 +101,20 @@ def write_run(
         write_per_image(counts_of(matrices, definition, ids), exp_dir / run, config_hash=record.config_hash)
     write_record(record, exp_dir / run)
     return record
+
+
+def one_class_record(row: str, column: str, miou: float, **provenance: object) -> ResultRecord:
+    """A complete record of ``row`` on ``column`` with one class and that mIoU (table-layout tests)."""
+    return ResultRecord(
+        experiment="e",
+        run=f"{column}__{row}",
+        row=row,
+        column=column,
+        metric_definition="paper_scores",
+        metrics={"mIoU": miou},
+        class_names=["a"],
+        per_class={"IoU": [miou]},
+        config={},
+        config_hash="0" * 16,
+        provenance=dict(provenance),
+    )

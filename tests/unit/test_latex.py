@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.stats_records import random_matrices, write_run
+from helpers.stats_records import one_class_record, random_matrices, write_run
 
 from cliptrase.cli import table as table_cli
 from cliptrase.records.failures import FailedRecord
-from cliptrase.records.results import ResultRecord
 from cliptrase.reporting.latex import latex_escape, ranks, to_latex
 from cliptrase.reporting.tables import build_tables
 
@@ -29,22 +28,6 @@ ROWS = (
 DOCUMENT = (
     "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{%s}\n\\end{document}\n"
 )
-
-
-def _record(row: str, column: str, miou: float, **provenance: object) -> ResultRecord:
-    return ResultRecord(
-        experiment="e",
-        run=f"{column}__{row}",
-        row=row,
-        column=column,
-        metric_definition="paper_scores",
-        metrics={"mIoU": miou},
-        class_names=["a"],
-        per_class={"IoU": [miou]},
-        config={},
-        config_hash="0" * 16,
-        provenance=dict(provenance),
-    )
 
 
 def _body(tex: str) -> list[list[str]]:
@@ -72,12 +55,12 @@ def test_escape():
 
 def test_marks_ties_published_delta_missing_and_failed():
     records = [
-        _record("a", "voc21", 50.0),
-        _record("b", "voc21", 50.004),  # prints as 50.00: a tie with a, both bold
-        _record("c", "voc21", 40.0),
-        _record("a", "voc20", 70.0),
-        _record("b", "voc20", 60.0, invalid_label_pixels=3),
-        _record("d", "voc21", 10.0),
+        one_class_record("a", "voc21", 50.0),
+        one_class_record("b", "voc21", 50.004),  # prints as 50.00: a tie with a, both bold
+        one_class_record("c", "voc21", 40.0),
+        one_class_record("a", "voc20", 70.0),
+        one_class_record("b", "voc20", 60.0, invalid_label_pixels=3),
+        one_class_record("d", "voc21", 10.0),
     ]
     failure = FailedRecord("e", "voc20__c", "c", "voc20", "paper_scores", "1" * 16, "boom", "DataError")
     (table,) = build_tables(records, published={"a": {"voc21": 49.0}}, failures=[failure])

@@ -8,12 +8,12 @@ import html
 import io
 import json
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.browser import CHROMIUM, chromium_dom
 from helpers.saved_predictions import IGNORE, prediction, save_run, scene
 from helpers.stats_records import CLASSES, random_matrices, write_run
 from PIL import Image
@@ -23,7 +23,6 @@ from cliptrase.reporting.qualitative import PREDICTIONS_DIR, dataset_colours
 
 CLIP, OURS, NAIVE = "clip | tiny | paper224", "cliptrase | tiny | paper224", "naclip | tiny | paper224"
 STEMS = ("img0000", "img0001", "img0002")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 class PageParser(HTMLParser):
@@ -182,30 +181,6 @@ document.body.setAttribute('data-grid',JSON.stringify(rows));});</script>"""
 rendered swatch colours and every cell's decoded pixels (a colour histogram) from a canvas."""
 
 
-def _chromium_dom(page: Path, profile: Path) -> str:
-    out = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--force-color-profile=srgb",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return out.stdout
-
-
 def _attribute(dom: str, name: str) -> str:
     return html.unescape(re.search(rf'{name}="([^"]*)"', dom).group(1))
 
@@ -219,7 +194,7 @@ def test_report_renders_in_headless_chromium(experiment, tmp_path):
     text = (experiment / "report.html").read_text(encoding="utf-8")
     page = tmp_path / "probe.html"
     page.write_text(text.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-    dom = _chromium_dom(page, tmp_path / "profile")
+    dom = chromium_dom(page, tmp_path / "profile")
     n = len(_parse(experiment).images)
     assert f'data-loaded="{n}/{n}"' in dom
     assert dom.count('class="grid"') == 1 and "qualitative grid" not in dom  # the grid once, no PNG copy

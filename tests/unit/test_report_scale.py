@@ -8,12 +8,12 @@ by benchmark scripts, not timed assertions: these numbers depend on the machine 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.browser import CHROMIUM, chromium_dom
 from helpers.saved_predictions import IGNORE, prediction, save_run, scene
 from helpers.stats_records import write_run
 
@@ -22,7 +22,6 @@ from cliptrase.datasets.spec import get_dataset_class
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 DATASETS = {  # column: image size (H, W) as the benchmark's images come
     "voc21": (375, 500),
     "context60": (375, 500),
@@ -88,28 +87,11 @@ def test_full_sweep_report_size_and_render_time(sweep, tmp_path):
     copy = tmp_path / "probe.html"
     copy.write_text(text.replace("</body>", probe + "</body>"), encoding="utf-8")
     start = time.perf_counter()
-    out = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            copy.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    dom = chromium_dom(copy, tmp_path / "profile", budget_ms=None, timeout_s=300)
     wall_s = time.perf_counter() - start
-    loaded = re.search(r'data-loaded="(\d+)/(\d+)"', out.stdout)
+    loaded = re.search(r'data-loaded="(\d+)/(\d+)"', dom)
     assert loaded and loaded.group(1) == loaded.group(2)
-    load_ms = int(re.search(r'data-load-ms="(\d+)"', out.stdout).group(1))
+    load_ms = int(re.search(r'data-load-ms="(\d+)"', dom).group(1))
     print(
         f"Chromium: page loaded (all {loaded.group(2)} images decoded) {load_ms / 1000:.2f} s after "
         f"navigation; {wall_s:.1f} s wall including browser start"

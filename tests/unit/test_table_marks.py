@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
+from helpers.stats_records import one_class_record
+
 from cliptrase.records.failures import FailedRecord
-from cliptrase.records.results import ResultRecord
 from cliptrase.reporting.tables import FAILED, build_tables, to_csv, to_markdown
-
-
-def _record(row: str, column: str, miou: float, **provenance: object) -> ResultRecord:
-    return ResultRecord(
-        experiment="e",
-        run=f"{column}__{row}",
-        row=row,
-        column=column,
-        metric_definition="paper_scores",
-        metrics={"mIoU": miou},
-        class_names=["a"],
-        per_class={"IoU": [miou]},
-        config={},
-        config_hash="0" * 16,
-        provenance=dict(provenance),
-    )
 
 
 def _failure(row: str, column: str, definition: str = "paper_scores") -> FailedRecord:
@@ -37,7 +22,10 @@ def _failure(row: str, column: str, definition: str = "paper_scores") -> FailedR
 
 
 def test_failed_and_invalid_label_cells_are_marked():
-    records = [_record("r", "voc21", 40.0, invalid_label_pixels=12), _record("r", "voc20", 60.0)]
+    records = [
+        one_class_record("r", "voc21", 40.0, invalid_label_pixels=12),
+        one_class_record("r", "voc20", 60.0),
+    ]
     failures = [_failure("r", "context59"), _failure("s", "voc21"), _failure("r", "voc20")]
     (table,) = build_tables(records, failures=failures)
     assert table.columns == ("voc21", "voc20", "context59")
