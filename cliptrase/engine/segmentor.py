@@ -6,9 +6,9 @@ Call graph (mirrors mmseg's ``EncoderDecoder`` docstring)::
     test_step -> ClipSegDataPreProcessor (x/255, RGB, CLIP mean/std: the authors' ToTensor+Normalize)
               -> predict
                    paper:    Predictor (method + classifier), S x S batch -> labels (background collapsed)
-                   standard: per image sliding_window(window_scores, crop, stride) (crop 0: whole image)
-                             window_scores: fit_to_patches (floor the grid or pad, protocol.pad_to)
-                                            -> encode -> logits over the window
+                   standard: per image sliding_window_list(window_outputs, crop, stride) (crop 0: whole image)
+                             window_outputs: fit_to_patches (floor the grid or pad, protocol.pad_to)
+                                            -> encode -> logits over the window (or its region rows)
                              -> bilinear to the original size -> [PAMR] -> softmax(logit_scale * cos)
                              -> max over each class's synonyms -> [area_thd] -> prob_thd -> argmax
               -> data_sample.pred_sem_seg
@@ -19,7 +19,9 @@ method's switches are read from the validated :class:`MethodConfig`; nothing her
 In sliding windows CLIPtrase clusters and votes inside each window. With ``vote=mean_logits`` (the default
 of the standard protocol, as the authors' d2 version) each pixel gets its region's mean cosine score, so
 overlapping windows average like any dense method; with ``vote=majority`` a window contributes a one-hot
-map of its voted labels, and the windows' votes are averaged.
+map of its voted labels, and the windows' votes are averaged. Either way a voted window is passed on as
+its K rows and its region map (:class:`~cliptrase.inference.region_scores.RegionScores`), stitched and
+scored a chunk of prompts at a time: the same values as the (P, h, w) maps, which are never formed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
+from cliptrase.inference.region_scores import RegionScores
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
 from cliptrase.method.pamr import pamr
@@ -244,7 +247,14 @@ class CLIPtraseSegmentor(BaseSegmentor):
         return list(self.prompt_to_class[out.pred])
 
     def window_scores(self, crops: Tensor) -> Tensor:
-        """Per-prompt cosine scores of a batch of windows (n, P, h, w), voted inside each window.
+        """Per-prompt cosine scores of a batch of windows (n, P, h, w), voted inside each window (the dense
+        form of :meth:`window_outputs`)."""
+        outs = self.window_outputs(crops)
+        return torch.stack([o.dense() if isinstance(o, RegionScores) else o for o in outs])
+
+    def window_outputs(self, crops: Tensor) -> list[Tensor | RegionScores]:
+        """Per-prompt cosine scores of each window of a batch, voted inside each window: (P, h, w) maps, or
+        :class:`RegionScores` (the K region rows and the region map) where CLIPtrase voted.
 
         Windows are fitted as the protocol's peer does (:func:`~cliptrase.inference.sliding.fit_to_patches`):
         padded to multiples of ``protocol.pad_to`` (logits cropped back), the patch grid floored (logits
@@ -255,28 +265,38 @@ class CLIPtraseSegmentor(BaseSegmentor):
         window = fit_to_patches(crops, 1, self.settings.pad_to)[0]  # padded, grid not floored
         feats = self.predictor.encode(fitted, self.text, window=window)
         out = self.predictor.segment(feats, self.text, self.options, out_hw)
-        if self.options.cluster and self.options.vote == "majority":
-            scores = F.one_hot(out.pred, len(self.prompts)).permute(0, 3, 1, 2).float()
+        scale = self.predictor.logit_scale
+        if self.options.cluster and self.options.vote == "majority":  # one-hot rows of the voted labels
+            one_hot = torch.eye(len(self.prompts), device=out.pred.device)
+            outs = [RegionScores(one_hot, pred) for pred in out.pred]
+        elif out.region_logits is not None:  # mean_logits: the region means / scale, as the maps' values
+            tables = out.region_logits / scale
+            outs = [
+                RegionScores(table, regions) if clustered else raw / scale
+                for table, regions, clustered, raw in zip(tables, out.regions, out.clustered, out.raw_logits)
+            ]
         else:
-            scores = out.logits / self.predictor.logit_scale
+            outs = list(out.logits / scale)
         if box:
             y1, y2, x1, x2 = box
-            scores = scores[..., y1:y2, x1:x2]
-        return scores
+            outs = [
+                o.crop(y1, y2, x1, x2) if isinstance(o, RegionScores) else o[..., y1:y2, x1:x2] for o in outs
+            ]
+        return outs
 
     def _predict_standard(self, images: list[Tensor], ori_shapes: list[tuple[int, int]]) -> list[Tensor]:
         """Windows of every image of the batch encoded together, then per-image scoring."""
         crop, stride = self.settings.crop, self.settings.stride
         if crop:
             scores = sliding_window_list(
-                self.window_scores, images, crop=crop, stride=stride, max_batch=self.window_batch
+                self.window_outputs, images, crop=crop, stride=stride, max_batch=self.window_batch
             )
         else:
-            scores = [self.window_scores(x[None])[0] for x in images]
+            scores = [self.window_outputs(x[None])[0] for x in images]
         with stage("post-processing"):
             return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
 
-    def _score(self, scores: Tensor, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+    def _score(self, scores: Tensor | RegionScores, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
         """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, thresholds."""
         # prompt-major (P, h, w) before upsampling: the full-resolution reductions over prompts below
         # (synonym max, logsumexp) are fast on planes and ~40x slower on pixel-major data on CPU, and the
@@ -285,6 +305,8 @@ class CLIPtraseSegmentor(BaseSegmentor):
         if not p.pamr_steps:  # never all prompt maps at full size (same labels as below)
             args = (self.prompt_to_class, self.n_classes, p.logit_scale, p.prob_thd, p.area_thd)
             return upsampled_labels(scores, tuple(ori_shape), *args)
+        if isinstance(scores, RegionScores):
+            scores = scores.dense()
         batch = scores.contiguous()[None]
         scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
         if p.pamr_steps:

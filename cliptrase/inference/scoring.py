@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cliptrase.inference.region_scores import RegionScores
+
 
 def suppress_small_classes(class_scores: Tensor, area_thd: float) -> Tensor:
     """SCLIP's area rule on (C, H, W) class scores, class 0 the background: returns a copy in which every
@@ -153,7 +155,7 @@ class _Winner:
 
 
 def _fold_prompts(
-    scores: Tensor,
+    scores: Tensor | RegionScores,
     prompt_class: Tensor,
     n_classes: int,
     size: tuple[int, int],
@@ -172,7 +174,7 @@ def _fold_prompts(
     for start, stop in _prompt_chunks(n_prompts, per_chunk):
         # prompt-major (NCHW-contiguous) per chunk, as the untiled path's copy of the whole tensor: the same
         # kernel, and no vocabulary-sized copy (the sliding-window canvas is pixel-major)
-        chunk = scores[start:stop].contiguous()[None]
+        chunk = prompt_maps(scores, start, stop)[None]
         up = F.interpolate(chunk, size=size, mode="bilinear", align_corners=False)[0]
         if drop is not None:
             up[drop[start:stop]] = -torch.inf
@@ -180,8 +182,15 @@ def _fold_prompts(
     return winner
 
 
+def prompt_maps(scores: Tensor | RegionScores, start: int, stop: int) -> Tensor:
+    """(stop - start, h, w) prompt-major maps of prompts ``start .. stop - 1`` of (P, h, w) ``scores``."""
+    if isinstance(scores, RegionScores):
+        return scores.prompt_maps(start, stop)
+    return scores[start:stop].contiguous()
+
+
 def upsampled_labels(
-    scores: Tensor,
+    scores: Tensor | RegionScores,
     size: tuple[int, int],
     prompt_to_class: Tensor,
     n_classes: int,
@@ -207,7 +216,8 @@ def upsampled_labels(
     ``torch.logsumexp`` over all prompts.
 
     Args:
-        scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution).
+        scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution),
+            or :class:`~cliptrase.inference.region_scores.RegionScores` (each chunk expanded from its rows).
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as :func:`scores_to_labels`.
         chunk_pixels: full-resolution values held per chunk.

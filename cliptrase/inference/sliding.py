@@ -9,10 +9,12 @@ and divided by the per-pixel window count. Windows of all images in the batch ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from cliptrase.inference.region_scores import RegionScores, stitch_regions
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -62,24 +64,30 @@ def sliding_window(
 
 
 def sliding_window_list(
-    fn: Callable[[Tensor], Tensor],
+    fn: Callable[[Tensor], Tensor | Sequence[Tensor | RegionScores]],
     images: list[Tensor],
     *,
     crop: int | tuple[int, int],
     stride: int | tuple[int, int],
     max_batch: int = 16,
-) -> list[Tensor]:
+) -> list[Tensor | RegionScores]:
     """:func:`sliding_window` over images of different sizes, their windows encoded together.
 
     Windows of all images are grouped by shape (full crops, and the smaller windows of images below the
     crop size) and passed to ``fn`` up to ``max_batch`` at a time, so a batch of images fills the device
     even when each image has few windows.
 
+    ``fn`` may return, instead of one (n, C, h, w) tensor, one output per window, each a (C, h, w) tensor
+    or :class:`~cliptrase.inference.region_scores.RegionScores`. An image whose windows are all
+    ``RegionScores`` is stitched as such (:func:`~cliptrase.inference.region_scores.stitch_regions`, no
+    (C, H, W) canvas); otherwise its windows are added to a dense canvas, in the same order either way, so
+    the values are the same bits.
+
     Args:
         images: list of (3, H_i, W_i).
 
     Returns:
-        list of (C, H_i, W_i) averaged outputs.
+        list of (C, H_i, W_i) averaged outputs (``RegionScores`` where all of an image's windows were).
     """
     crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop)
     stride_hw = (stride, stride) if isinstance(stride, int) else tuple(stride)
@@ -94,23 +102,36 @@ def sliding_window_list(
             jobs.setdefault((y2 - y1, x2 - x1), []).append((i, box))
         assert bool((count > 0).all()), "sliding windows leave pixels uncovered"
         counts.append(count)
-    outs: list[Tensor | None] = [None] * len(images)
+    outs: list[Tensor | None] = [None] * len(images)  # dense canvases
+    pending: list[list[tuple[tuple[int, int, int, int], RegionScores]]] = [[] for _ in images]
     for group in jobs.values():
         for start in range(0, len(group), max_batch):
             chunk = group[start : start + max_batch]
             crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
-            res = fn(crops)
-            for r, (i, (y1, y2, x1, x2)) in zip(res, chunk):
-                if outs[i] is None:  # same layout as the window outputs: strided adds are slow
-                    h, w = images[i].shape[-2:]
-                    cl = r.stride(0) == 1 and r.shape[0] > 1
-                    outs[i] = (
-                        r.new_zeros(h, w, r.shape[0]).permute(2, 0, 1)
-                        if cl
-                        else r.new_zeros(r.shape[0], h, w)
-                    )
-                outs[i][:, y1:y2, x1:x2] += r
-    return [out / count for out, count in zip(outs, counts)]
+            for r, (i, box) in zip(fn(crops), chunk):
+                if isinstance(r, RegionScores) and outs[i] is None:
+                    pending[i].append((box, r))
+                    continue
+                for earlier_box, earlier in pending[i]:  # a dense window: the canvas takes all, in order
+                    outs[i] = _add_window(outs[i], earlier.dense(), earlier_box, images[i])
+                pending[i] = []
+                dense = r.dense() if isinstance(r, RegionScores) else r
+                outs[i] = _add_window(outs[i], dense, box, images[i])
+    return [
+        stitch_regions(parts, tuple(image.shape[-2:])) if parts else out / count
+        for out, parts, count, image in zip(outs, pending, counts, images)
+    ]
+
+
+def _add_window(canvas: Tensor | None, r: Tensor, box: tuple[int, int, int, int], image: Tensor) -> Tensor:
+    """``canvas[:, box] += r``, the canvas created (zeros) with ``r``'s layout at the first window."""
+    if canvas is None:  # same layout as the window outputs: strided adds are slow
+        h, w = image.shape[-2:]
+        cl = r.stride(0) == 1 and r.shape[0] > 1
+        canvas = r.new_zeros(h, w, r.shape[0]).permute(2, 0, 1) if cl else r.new_zeros(r.shape[0], h, w)
+    y1, y2, x1, x2 = box
+    canvas[:, y1:y2, x1:x2] += r
+    return canvas
 
 
 def fit_to_patches(

@@ -34,8 +34,20 @@ from cliptrase.method.cluster import DBSCAN_BACKENDS, dbscan
 from cliptrase.method.correlation import CORRELATIONS
 from cliptrase.method.denoise import drop_cls, subtract_cls_row
 from cliptrase.method.interface import METHODS, DenseMethod, method_options
-from cliptrase.method.labels import SegmentOutput, argmax_channels, collapse_background, label_patches
-from cliptrase.method.vote import cluster_soft_masks, majority_vote, mean_logits_vote, region_map
+from cliptrase.method.labels import (
+    Deferred,
+    SegmentOutput,
+    argmax_channels,
+    collapse_background,
+    label_patches,
+)
+from cliptrase.method.vote import (
+    cluster_soft_masks,
+    majority_vote,
+    region_map,
+    region_means,
+    spread_regions,
+)
 from cliptrase.models.dense import DenseFeatures, LastBlockSpec, TowerRequest
 from cliptrase.utils.profiling import stage
 
@@ -131,7 +143,7 @@ def cliptrase_segment(
     )
     if not opts.cluster:
         return out
-    logits, raw_pred = out.logits, out.raw_pred
+    logits = out.logits
 
     with stage("clustering"):
         corr = correlation_matrix(features, opts.correlation_block, opts.correlation)
@@ -146,16 +158,29 @@ def cliptrase_segment(
         regions = region_map(
             masks, features.grid_hw, out_hw, ratio=opts.upsample_ratio, median_size=opts.median_size
         )
-        has_cluster = (labels.max(dim=1).values >= 0)[:, None, None]
+        clustered = labels.max(dim=1).values >= 0
+        has_cluster = clustered[:, None, None]
+        out.regions, out.clustered = regions, clustered
         if opts.vote == "majority":
             n_labels = logits.shape[1] if opts.n_foreground is None else opts.n_foreground + 1
-            voted = majority_vote(raw_pred, regions, n_clusters, n_labels)
-        else:
-            mean_logits = mean_logits_vote(logits, regions, n_clusters)
-            out.logits = torch.where(has_cluster[:, None], mean_logits, logits)
-            voted = collapse_background(argmax_channels(mean_logits), opts.n_foreground)
-        out.pred = torch.where(has_cluster, voted, raw_pred)
-        out.regions = regions
+            voted = majority_vote(out.raw_pred, regions, n_clusters, n_labels)
+            out.pred = torch.where(has_cluster, voted, out.raw_pred)
+            return out
+        # the region means are what the vote computes; the maps they make and their argmax are read lazily
+        # (sliding windows score the K rows per window, never the H x W maps)
+        means = region_means(logits, regions, n_clusters)
+        out.region_logits, out.raw_logits = means, logits
+        raw_pred = out.stored("raw_pred")  # the Deferred argmax: not computed here
+
+        def voted_logits() -> Tensor:
+            spread = spread_regions(means, regions)
+            return spread if bool(clustered.all()) else torch.where(has_cluster[:, None], spread, logits)
+
+        def voted_pred() -> Tensor:
+            voted = collapse_background(argmax_channels(spread_regions(means, regions)), opts.n_foreground)
+            return torch.where(has_cluster, voted, Deferred.read(raw_pred))
+
+        out.logits, out.pred = Deferred(voted_logits), Deferred(voted_pred)
     return out
 
 

@@ -127,6 +127,31 @@ def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int)
     return torch.gather(winner, 1, regions.reshape(b, -1)).reshape(preds.shape)
 
 
+def region_means(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
+    """Mean logits of every region (the table :func:`mean_logits_vote` spreads over its pixels).
+
+    Args:
+        logits: (B, C, H, W), any memory format.
+        regions: (B, H, W) region ids.
+
+    Returns:
+        (B, K, C) means; a region without pixels has zeros.
+    """
+    b, c, h, w = logits.shape
+    onehot = F.one_hot(regions.reshape(b, -1), n_regions).to(logits.dtype)  # (B, HW, K)
+    pixels = logits.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when logits are channels-last
+    sums = onehot.transpose(1, 2) @ pixels  # (B, K, C)
+    return sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(-1)
+
+
+def spread_regions(means: Tensor, regions: Tensor) -> Tensor:
+    """(B, C, H, W) channels-last: each pixel gets row ``regions[b, y, x]`` of ``means[b]`` (B, K, C)."""
+    b, _, c = means.shape
+    h, w = regions.shape[-2:]
+    out = torch.gather(means, 1, regions.reshape(b, -1, 1).expand(b, -1, c))  # (B, HW, C)
+    return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
 def mean_logits_vote(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
     """Replace each pixel's logits by the mean logits of its region (the authors' d2 variant, §10).
 
@@ -138,10 +163,4 @@ def mean_logits_vote(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
         (B, C, H, W) region-averaged logits, channels-last (each pixel's C means are adjacent, which the
         channel argmax and the window stitching read fast).
     """
-    b, c, h, w = logits.shape
-    onehot = F.one_hot(regions.reshape(b, -1), n_regions).to(logits.dtype)  # (B, HW, K)
-    pixels = logits.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when logits are channels-last
-    sums = onehot.transpose(1, 2) @ pixels  # (B, K, C)
-    means = sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(-1)
-    out = torch.gather(means, 1, regions.reshape(b, -1, 1).expand(b, -1, c))  # (B, HW, C)
-    return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
+    return spread_regions(region_means(logits, regions, n_regions), regions)

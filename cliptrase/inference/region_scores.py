@@ -1,0 +1,104 @@
+"""Prompt scores that take few distinct values per pixel, kept as a table of rows and a map of row ids.
+
+A CLIPtrase window voted with ``mean_logits`` gives every pixel of a region the region's mean logits, and a
+``majority`` vote gives it a one-hot row: the window's (P, h, w) scores are K rows indexed by the (h, w)
+region map. Stitching overlapping windows keeps that form (:func:`stitch_regions`): a pixel's average
+depends only on the rows of the windows covering it, so it is computed once per distinct combination
+("atom") with the same additions, in the same order, as the dense canvas of
+:func:`~cliptrase.inference.sliding.sliding_window_list`. The scoring step then expands a chunk of prompts
+at a time (:meth:`RegionScores.prompt_maps`): every value is bit-identical to the dense path, and neither
+the window maps nor the image's (P, H, W) canvas is ever materialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RegionScores:
+    """(P, H, W) scores whose pixel ``(y, x)`` holds row ``index[y, x]`` of ``table``.
+
+    Attributes:
+        table: (A, P) rows.
+        index: (H, W) int64 row ids in ``0 .. A - 1``.
+    """
+
+    table: Tensor
+    index: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(P, H, W) of the dense scores."""
+        return (self.table.shape[1], *self.index.shape)
+
+    @property
+    def device(self) -> torch.device:
+        return self.table.device
+
+    def crop(self, y1: int, y2: int, x1: int, x2: int) -> RegionScores:
+        """The scores of rows ``y1:y2`` and columns ``x1:x2``."""
+        return RegionScores(self.table, self.index[y1:y2, x1:x2])
+
+    def dense(self) -> Tensor:
+        """(P, H, W) scores, channels-last (each pixel's P values adjacent, as windows' logits are)."""
+        return self.table[self.index].permute(2, 0, 1)
+
+    def prompt_maps(self, start: int, stop: int) -> Tensor:
+        """(stop - start, H, W) contiguous maps of prompts ``start .. stop - 1`` (prompt-major)."""
+        rows = self.table[:, start:stop].t().contiguous()  # (k, A): each prompt's A values adjacent
+        return rows[:, self.index]
+
+
+def stitch_regions(
+    parts: Sequence[tuple[tuple[int, int, int, int], RegionScores]], hw: tuple[int, int]
+) -> RegionScores:
+    """Overlapping windows' :class:`RegionScores` summed and divided by the per-pixel window count.
+
+    The values equal those of the dense canvas, bit for bit: that canvas starts at zero, adds each window's
+    maps in ``parts`` order and divides by the count; here each atom (the pixels covered by the same windows
+    with the same row ids) starts at zero, adds the same rows in the same order and divides by the same
+    count.
+
+    Args:
+        parts: ((y1, y2, x1, x2) box, the window's scores) in the order the dense canvas adds them.
+        hw: (H, W) of the image; every pixel must be covered.
+
+    Returns:
+        The image's scores: one row per atom.
+    """
+    h, w = hw
+    device = parts[0][1].device
+    key = torch.zeros(h, w, dtype=torch.int64, device=device)
+    bound = 1  # every key is < bound
+    for (y1, y2, x1, x2), part in parts:
+        base = part.table.shape[0] + 1  # digit 0: the window does not cover the pixel
+        if bound * base >= 2**62:
+            bound, key = _renumber(key)
+        key.mul_(base)
+        key[y1:y2, x1:x2] += part.index + 1
+        bound *= base
+    n_atoms, atom = _renumber(key)
+    flat = atom.reshape(-1)
+    first = torch.full((n_atoms,), h * w, dtype=torch.int64, device=device)
+    first.scatter_reduce_(0, flat, torch.arange(h * w, device=device), reduce="amin")
+    ys, xs = first // w, first % w  # one pixel of each atom
+    sums = torch.zeros(n_atoms, parts[0][1].table.shape[1], dtype=parts[0][1].table.dtype, device=device)
+    count = torch.zeros(n_atoms, device=device)
+    for (y1, y2, x1, x2), part in parts:
+        inside = ((ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)).nonzero().squeeze(1)
+        sums[inside] += part.table[part.index[ys[inside] - y1, xs[inside] - x1]]
+        count[inside] += 1
+    if not bool((count > 0).all()):
+        raise AssertionError("sliding windows leave pixels uncovered")
+    return RegionScores(sums / count[:, None], atom)
+
+
+def _renumber(key: Tensor) -> tuple[int, Tensor]:
+    """(number of distinct keys, the keys renumbered 0 .. n - 1 in increasing order)."""
+    distinct, inverse = torch.unique(key, return_inverse=True)
+    return distinct.numel(), inverse
