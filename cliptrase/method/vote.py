@@ -19,10 +19,17 @@ def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(idx >= n, period - 1 - idx, idx)
 
 
+MEDIAN_CHUNK_VALUES = 1 << 22
+"""Window values :func:`median_filter2d` gathers at once (16 MiB in fp32): bounded, so the buffer is reused
+from the heap rather than freshly mapped (and page-faulted) for every batch of maps."""
+
+
 def median_filter2d(x: Tensor, size: int) -> Tensor:
     """2-D median filter equal to ``scipy.ndimage.median_filter(x, size=size)`` (mode ``reflect``).
 
-    The median of an odd-sized window is one of its values, so this is exact, not approximate.
+    The median of an odd-sized window is one of its values, so this is exact, not approximate. Maps are
+    filtered a chunk at a time (:data:`MEDIAN_CHUNK_VALUES`), and a map that is NaN everywhere (an empty
+    cluster slot) is NaN in the output without being filtered (every window median of it is NaN).
 
     Args:
         x: (..., H, W) float tensor; each (H, W) map is filtered independently.
@@ -39,9 +46,15 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
     h, w = x.shape[-2:]
     rows = _symmetric_index(h, pad, x.device)
     cols = _symmetric_index(w, pad, x.device)
-    padded = x[..., rows, :][..., :, cols]
-    windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (..., H, W, size, size)
-    return windows.flatten(-2).median(dim=-1).values
+    maps = x.reshape(-1, h, w)
+    out = torch.full_like(maps, torch.nan)
+    todo = (~torch.isnan(maps).flatten(1).all(dim=1)).nonzero().squeeze(1)
+    per_chunk = max(MEDIAN_CHUNK_VALUES // (h * w * size * size), 1)
+    for ids in todo.split(per_chunk):
+        padded = maps[ids][:, rows, :][:, :, cols]
+        windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (n, H, W, size, size)
+        out[ids] = windows.flatten(-2).median(dim=-1).values
+    return out.reshape(x.shape)
 
 
 def cluster_soft_masks(corr: Tensor, labels: Tensor, n_clusters: int) -> Tensor:

@@ -216,3 +216,14 @@ def test_cls_product_multiplies_channels(golden_clip):
         feats, text, pred.logit_scale, (224, 224), _opts(cluster=False, cls_product=True)
     )
     torch.testing.assert_close(with_flag.logits, prod)
+
+
+def test_median_filter_in_chunks_skips_empty_slots(rng):
+    """More maps than one chunk holds, some all-NaN (empty cluster slots): each map as scipy filters it
+    alone, the empty ones NaN."""
+    x = rng.standard_normal((5, 9, 56, 56)).astype(np.float32)
+    x[1, 3] = x[4, 0] = x[4, 8] = np.nan
+    ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+    for i, j in np.ndindex(5, 9):
+        ref = np.full((56, 56), np.nan) if np.isnan(x[i, j]).all() else ndimage.median_filter(x[i, j], size=7)
+        np.testing.assert_array_equal(ours[i, j], ref)
