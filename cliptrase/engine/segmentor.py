@@ -20,7 +20,7 @@ In sliding windows CLIPtrase clusters and votes inside each window. With ``vote=
 of the standard protocol, as the authors' d2 version) each pixel gets its region's mean cosine score, so
 overlapping windows average like any dense method; with ``vote=majority`` a window contributes a one-hot
 map of its voted labels, and the windows' votes are averaged. Either way a voted window is passed on as
-its K rows and its region map (:class:`~cliptrase.inference.region_scores.RegionScores`), stitched and
+its K rows and its region map (:class:`~cliptrase.inference.window_scores.RegionScores`), stitched and
 scored a chunk of prompts at a time: the same values as the (P, h, w) maps, which are never formed.
 """
 
@@ -39,9 +39,9 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
-from cliptrase.inference.region_scores import RegionScores
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
+from cliptrase.inference.window_scores import RegionScores, StitchedScores, dense_scores
 from cliptrase.method.pamr import pamr
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions
@@ -272,11 +272,11 @@ class CLIPtraseSegmentor(BaseSegmentor):
         elif out.region_logits is not None:  # mean_logits: the region means / scale, as the maps' values
             tables = out.region_logits / scale
             outs = [
-                RegionScores(table, regions) if clustered else raw / scale
+                RegionScores(table, regions) if clustered else raw.div_(scale)
                 for table, regions, clustered, raw in zip(tables, out.regions, out.clustered, out.raw_logits)
             ]
-        else:
-            outs = list(out.logits / scale)
+        else:  # in place: these logits are this call's own
+            outs = list(out.logits.div_(scale))
         if box:
             y1, y2, x1, x2 = box
             outs = [
@@ -289,14 +289,19 @@ class CLIPtraseSegmentor(BaseSegmentor):
         crop, stride = self.settings.crop, self.settings.stride
         if crop:
             scores = sliding_window_list(
-                self.window_outputs, images, crop=crop, stride=stride, max_batch=self.window_batch
+                self.window_outputs,
+                images,
+                crop=crop,
+                stride=stride,
+                max_batch=self.window_batch,
+                keep_regions=True,
             )
         else:
             scores = [self.window_outputs(x[None])[0] for x in images]
         with stage("post-processing"):
             return [self._score(s, x, shape) for s, x, shape in zip(scores, images, ori_shapes)]
 
-    def _score(self, scores: Tensor | RegionScores, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
+    def _score(self, scores: StitchedScores, image: Tensor, ori_shape: tuple[int, int]) -> Tensor:
         """(P, h, w) prompt scores -> labels at the GT size: upsample, PAMR, softmax, synonyms, thresholds."""
         # prompt-major (P, h, w) before upsampling: the full-resolution reductions over prompts below
         # (synonym max, logsumexp) are fast on planes and ~40x slower on pixel-major data on CPU, and the
@@ -305,9 +310,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         if not p.pamr_steps:  # never all prompt maps at full size (same labels as below)
             args = (self.prompt_to_class, self.n_classes, p.logit_scale, p.prob_thd, p.area_thd)
             return upsampled_labels(scores, tuple(ori_shape), *args)
-        if isinstance(scores, RegionScores):
-            scores = scores.dense()
-        batch = scores.contiguous()[None]
+        batch = dense_scores(scores).contiguous()[None]
         scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
         if p.pamr_steps:
             rgb = F.interpolate(image[None], size=tuple(ori_shape), mode="bilinear", align_corners=False)

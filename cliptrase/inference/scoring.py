@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliptrase.inference.region_scores import RegionScores
+from cliptrase.inference.window_scores import StitchedScores, prompt_maps
 
 
 def suppress_small_classes(class_scores: Tensor, area_thd: float) -> Tensor:
@@ -155,7 +155,7 @@ class _Winner:
 
 
 def _fold_prompts(
-    scores: Tensor | RegionScores,
+    scores: StitchedScores,
     prompt_class: Tensor,
     n_classes: int,
     size: tuple[int, int],
@@ -182,15 +182,8 @@ def _fold_prompts(
     return winner
 
 
-def prompt_maps(scores: Tensor | RegionScores, start: int, stop: int) -> Tensor:
-    """(stop - start, h, w) prompt-major maps of prompts ``start .. stop - 1`` of (P, h, w) ``scores``."""
-    if isinstance(scores, RegionScores):
-        return scores.prompt_maps(start, stop)
-    return scores[start:stop].contiguous()
-
-
 def upsampled_labels(
-    scores: Tensor | RegionScores,
+    scores: StitchedScores,
     size: tuple[int, int],
     prompt_to_class: Tensor,
     n_classes: int,
@@ -217,7 +210,8 @@ def upsampled_labels(
 
     Args:
         scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution),
-            or :class:`~cliptrase.inference.region_scores.RegionScores` (each chunk expanded from its rows).
+            or kept as windows or region rows (:mod:`cliptrase.inference.window_scores`: each chunk formed
+            from them).
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as :func:`scores_to_labels`.
         chunk_pixels: full-resolution values held per chunk.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from cliptrase.inference.region_scores import RegionScores, stitch_regions
+from cliptrase.inference.window_scores import Box, RegionScores, add_window, dense_scores, stitch_regions
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -70,6 +70,7 @@ def sliding_window_list(
     crop: int | tuple[int, int],
     stride: int | tuple[int, int],
     max_batch: int = 16,
+    keep_regions: bool = False,
 ) -> list[Tensor | RegionScores]:
     """:func:`sliding_window` over images of different sizes, their windows encoded together.
 
@@ -78,20 +79,20 @@ def sliding_window_list(
     even when each image has few windows.
 
     ``fn`` may return, instead of one (n, C, h, w) tensor, one output per window, each a (C, h, w) tensor
-    or :class:`~cliptrase.inference.region_scores.RegionScores`. An image whose windows are all
-    ``RegionScores`` is stitched as such (:func:`~cliptrase.inference.region_scores.stitch_regions`, no
-    (C, H, W) canvas); otherwise its windows are added to a dense canvas, in the same order either way, so
-    the values are the same bits.
+    or :class:`~cliptrase.inference.window_scores.RegionScores`.
 
     Args:
         images: list of (3, H_i, W_i).
+        keep_regions: an image whose windows all gave ``RegionScores`` is returned as ``RegionScores``
+            (:func:`~cliptrase.inference.window_scores.stitch_regions`: one row per distinct combination of
+            rows, the canvas's values bit for bit), without forming its (C, H, W) canvas.
 
     Returns:
-        list of (C, H_i, W_i) averaged outputs (``RegionScores`` where all of an image's windows were).
+        list of (C, H_i, W_i) averaged outputs (or ``RegionScores``, see ``keep_regions``).
     """
     crop_hw = (crop, crop) if isinstance(crop, int) else tuple(crop)
     stride_hw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    jobs: dict[tuple[int, int], list[tuple[int, tuple[int, int, int, int]]]] = {}
+    jobs: dict[tuple[int, int], list[tuple[int, Box]]] = {}
     counts = []
     for i, image in enumerate(images):
         h, w = image.shape[-2:]
@@ -103,35 +104,23 @@ def sliding_window_list(
         assert bool((count > 0).all()), "sliding windows leave pixels uncovered"
         counts.append(count)
     outs: list[Tensor | None] = [None] * len(images)  # dense canvases
-    pending: list[list[tuple[tuple[int, int, int, int], RegionScores]]] = [[] for _ in images]
+    pending: list[list[tuple[Box, RegionScores]]] = [[] for _ in images]  # RegionScores not yet added
     for group in jobs.values():
         for start in range(0, len(group), max_batch):
             chunk = group[start : start + max_batch]
             crops = torch.stack([images[i][:, y1:y2, x1:x2] for i, (y1, y2, x1, x2) in chunk])
             for r, (i, box) in zip(fn(crops), chunk):
-                if isinstance(r, RegionScores) and outs[i] is None:
+                if keep_regions and isinstance(r, RegionScores) and outs[i] is None:
                     pending[i].append((box, r))
                     continue
                 for earlier_box, earlier in pending[i]:  # a dense window: the canvas takes all, in order
-                    outs[i] = _add_window(outs[i], earlier.dense(), earlier_box, images[i])
+                    outs[i] = add_window(outs[i], earlier.dense(), earlier_box, counts[i])
                 pending[i] = []
-                dense = r.dense() if isinstance(r, RegionScores) else r
-                outs[i] = _add_window(outs[i], dense, box, images[i])
+                outs[i] = add_window(outs[i], dense_scores(r), box, counts[i])
     return [
-        stitch_regions(parts, tuple(image.shape[-2:])) if parts else out / count
-        for out, parts, count, image in zip(outs, pending, counts, images)
+        stitch_regions(parts, tuple(count.shape[-2:])) if parts else out.div_(count)
+        for out, parts, count in zip(outs, pending, counts)
     ]
-
-
-def _add_window(canvas: Tensor | None, r: Tensor, box: tuple[int, int, int, int], image: Tensor) -> Tensor:
-    """``canvas[:, box] += r``, the canvas created (zeros) with ``r``'s layout at the first window."""
-    if canvas is None:  # same layout as the window outputs: strided adds are slow
-        h, w = image.shape[-2:]
-        cl = r.stride(0) == 1 and r.shape[0] > 1
-        canvas = r.new_zeros(h, w, r.shape[0]).permute(2, 0, 1) if cl else r.new_zeros(r.shape[0], h, w)
-    y1, y2, x1, x2 = box
-    canvas[:, y1:y2, x1:x2] += r
-    return canvas
 
 
 def fit_to_patches(

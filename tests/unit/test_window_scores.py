@@ -1,4 +1,4 @@
-"""Region-indexed window scores (CLIPtrase's voted windows): stitched and scored as dense maps, bitwise."""
+"""Sliding windows kept as region rows (CLIPtrase's voted windows): stitched and scored as the canvas."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from cliptrase.inference.region_scores import RegionScores, stitch_regions
 from cliptrase.inference.scoring import upsampled_labels
 from cliptrase.inference.sliding import sliding_window_list, window_boxes
+from cliptrase.inference.window_scores import RegionScores, stitch_regions
 
 
-def _window_fn(n_prompts: int, n_regions: int, dense_every: int = 0, seed: int = 0):
+def _window_fn(n_prompts: int, n_regions: int, dense_every: int = 0, seed: int = 0, prompt_major=False):
     """fn for sliding_window_list: per window K random rows over a blocky region map (RegionScores), every
-    ``dense_every``-th window dense instead; ``dense(fn)`` gives the same windows all as dense maps."""
+    ``dense_every``-th window dense instead (channels-last, or contiguous with ``prompt_major``);
+    ``_replay(made)`` gives the same windows all as dense maps."""
     gen = torch.Generator().manual_seed(seed)
     made: list[RegionScores | torch.Tensor] = []
 
@@ -27,7 +28,7 @@ def _window_fn(n_prompts: int, n_regions: int, dense_every: int = 0, seed: int =
             table = torch.randn(n_regions, n_prompts, generator=gen)
             out = RegionScores(table, index)
             if dense_every and len(made) % dense_every == dense_every - 1:
-                out = out.dense()
+                out = out.dense().contiguous() if prompt_major else out.dense()
             made.append(out)
             outs.append(out)
         return outs
@@ -51,13 +52,17 @@ def _replay(made):
 def test_stitched_regions_equal_the_dense_canvas_bit_for_bit(hw, crop, stride, n_regions):
     images = [torch.zeros(3, *hw), torch.zeros(3, 2 * crop, 3 * crop - 1)]
     fn, made = _window_fn(n_prompts=19, n_regions=n_regions)
-    stitched = sliding_window_list(fn, images, crop=crop, stride=stride, max_batch=5)
+    stitched = sliding_window_list(fn, images, crop=crop, stride=stride, max_batch=5, keep_regions=True)
     dense = sliding_window_list(_replay(made), images, crop=crop, stride=stride, max_batch=5)
     for s, d, image in zip(stitched, dense, images):
         assert isinstance(s, RegionScores) and isinstance(d, torch.Tensor)
         assert s.shape == tuple(d.shape) and s.index.shape == image.shape[-2:]
         assert torch.equal(s.dense(), d)  # values and their sign bits
         assert torch.equal(s.dense().view(torch.int32), d.view(torch.int32))
+        assert torch.equal(s.prompt_maps(3, 11), d[3:11])
+    # without keep_regions the canvas is formed: the same bits
+    formed = sliding_window_list(_replay(made), images, crop=crop, stride=stride, max_batch=5)
+    assert all(torch.equal(f, d) for f, d in zip(formed, dense))
 
 
 def test_many_windows_renumber_the_keys():
@@ -65,18 +70,19 @@ def test_many_windows_renumber_the_keys():
     image = torch.zeros(3, 61, 90)
     assert len(window_boxes((61, 90), (16, 16), (5, 5))) > 8
     fn, made = _window_fn(n_prompts=5, n_regions=300, seed=1)
-    (stitched,) = sliding_window_list(fn, [image], crop=16, stride=5, max_batch=7)
+    (stitched,) = sliding_window_list(fn, [image], crop=16, stride=5, max_batch=7, keep_regions=True)
     (dense,) = sliding_window_list(_replay(made), [image], crop=16, stride=5, max_batch=7)
     assert torch.equal(stitched.dense(), dense)
 
 
-@pytest.mark.parametrize("dense_every", [2, 3, 5])
-def test_images_with_a_dense_window_are_stitched_densely_in_the_same_order(dense_every):
+@pytest.mark.parametrize(("dense_every", "prompt_major"), [(1, False), (2, False), (3, True), (5, False)])
+def test_images_with_a_dense_window_are_stitched_densely_in_the_same_order(dense_every, prompt_major):
     images = [torch.zeros(3, 337, 501), torch.zeros(3, 230, 240)]
-    fn, made = _window_fn(n_prompts=7, n_regions=4, dense_every=dense_every, seed=2)
-    mixed = sliding_window_list(fn, images, crop=224, stride=112, max_batch=3)
+    fn, made = _window_fn(7, 4, dense_every=dense_every, seed=2, prompt_major=prompt_major)
+    mixed = sliding_window_list(fn, images, crop=224, stride=112, max_batch=3, keep_regions=True)
     dense = sliding_window_list(_replay(made), images, crop=224, stride=112, max_batch=3)
-    assert any(isinstance(o, torch.Tensor) for o in made) and any(isinstance(o, RegionScores) for o in made)
+    assert any(isinstance(o, torch.Tensor) for o in made)
+    assert dense_every == 1 or any(isinstance(o, RegionScores) for o in made)
     for m, d in zip(mixed, dense):
         assert isinstance(m, torch.Tensor)
         assert torch.equal(m, d)
@@ -102,8 +108,9 @@ def test_stitch_rejects_uncovered_pixels():
 def test_upsampled_labels_of_region_scores_equal_the_dense_scores(prob_thd, area_thd):
     images = [torch.zeros(3, 336, 448)]
     fn, made = _window_fn(n_prompts=40, n_regions=12, seed=4)
-    (regions,) = sliding_window_list(fn, images, crop=224, stride=112)
+    (regions,) = sliding_window_list(fn, images, crop=224, stride=112, keep_regions=True)
     (dense,) = sliding_window_list(_replay(made), images, crop=224, stride=112)
+    assert isinstance(regions, RegionScores)
     prompt_to_class = torch.arange(40) % 17
     for chunk_pixels in (1 << 22, 1 << 18):
         args = ((512, 683), prompt_to_class, 17, 40.0, prob_thd, area_thd)
@@ -169,9 +176,9 @@ def test_segmentor_windows_and_labels_equal_the_dense_path():
             dense = torch.nn.functional.one_hot(out.pred, len(seg.prompts)).permute(0, 3, 1, 2).float()
         assert torch.equal(seg.window_scores(crops), dense)
 
-        stitched = sliding_window_list(seg.window_outputs, images, crop=224, stride=112)
+        stitched = sliding_window_list(seg.window_outputs, images, crop=224, stride=112, keep_regions=True)
         assert isinstance(stitched[1], RegionScores)  # every window of the flat image clustered
-        assert vote == "majority" or not isinstance(stitched[0], RegionScores)
+        assert isinstance(stitched[0], RegionScores if vote == "majority" else torch.Tensor)
         canvases = sliding_window_list(seg.window_scores, images, crop=224, stride=112)
         labels = seg._predict_standard(images, oris)
         for image, canvas, got, ori in zip(images, canvases, labels, oris):

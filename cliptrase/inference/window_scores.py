@@ -2,18 +2,23 @@
 
 A CLIPtrase window voted with ``mean_logits`` gives every pixel of a region the region's mean logits, and a
 ``majority`` vote gives it a one-hot row: the window's (P, h, w) scores are K rows indexed by the (h, w)
-region map. Stitching overlapping windows keeps that form (:func:`stitch_regions`): a pixel's average
-depends only on the rows of the windows covering it, so it is computed once per distinct combination
-("atom") with the same additions, in the same order, as the dense canvas of
-:func:`~cliptrase.inference.sliding.sliding_window_list`. The scoring step then expands a chunk of prompts
-at a time (:meth:`RegionScores.prompt_maps`): every value is bit-identical to the dense path, and neither
-the window maps nor the image's (P, H, W) canvas is ever materialised.
+region map (:class:`RegionScores`). Stitching overlapping windows keeps that form (:func:`stitch_regions`): a
+pixel's average depends only on the rows of the windows covering it, so it is computed once per distinct
+combination ("atom") with the same additions, in the same order, and the same division as the dense canvas
+of :func:`~cliptrase.inference.sliding.sliding_window_list`. The scoring step then forms a chunk of prompts
+at a time (:meth:`RegionScores.prompt_maps`): every value is bit-identical to the dense path, and neither the
+window maps nor the image's (P, H, W) canvas is ever formed.
+
+Dense windows (every other method, windows without a cluster) are added to the canvas in the windows'
+channels-last layout (:func:`add_window`): forming prompt chunks from them instead reads every window with
+a stride of P values per pixel, slower than the canvas and its chunk copies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -103,3 +108,35 @@ def _renumber(key: Tensor) -> tuple[int, Tensor]:
     """(number of distinct keys, the keys renumbered 0 .. n - 1 in increasing order)."""
     distinct, inverse = torch.unique(key, return_inverse=True)
     return distinct.numel(), inverse
+
+
+Box = tuple[int, int, int, int]
+"""(y1, y2, x1, x2) of a window in its image."""
+
+
+def add_window(canvas: Tensor | None, r: Tensor, box: Box, count: Tensor) -> Tensor:
+    """``canvas[:, box] += r``, the canvas (zeros, the size of ``count``) created with ``r``'s layout at the
+    first window (channels-last outputs into a prompt-major canvas would be slow strided adds)."""
+    if canvas is None:
+        h, w = count.shape[-2:]
+        cl = r.stride(0) == 1 and r.shape[0] > 1
+        canvas = r.new_zeros(h, w, r.shape[0]).permute(2, 0, 1) if cl else r.new_zeros(r.shape[0], h, w)
+    y1, y2, x1, x2 = box
+    canvas[:, y1:y2, x1:x2] += r
+    return canvas
+
+
+StitchedScores = Union[Tensor, RegionScores]  # noqa: UP007 (a runtime alias)
+"""(P, H, W) scores of an image as sliding windows leave them: dense, or region rows."""
+
+
+def prompt_maps(scores: StitchedScores, start: int, stop: int) -> Tensor:
+    """(stop - start, H, W) contiguous (prompt-major) maps of prompts ``start .. stop - 1`` of ``scores``."""
+    if isinstance(scores, RegionScores):
+        return scores.prompt_maps(start, stop)
+    return scores[start:stop].contiguous()
+
+
+def dense_scores(scores: StitchedScores) -> Tensor:
+    """``scores`` as a (P, H, W) tensor."""
+    return scores if isinstance(scores, Tensor) else scores.dense()
