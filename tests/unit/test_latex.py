@@ -20,6 +20,17 @@ from cliptrase.reporting.latex import latex_escape, ranks, to_latex
 from cliptrase.reporting.tables import build_tables
 
 PDFLATEX = shutil.which("pdflatex")
+KPSEWHICH = shutil.which("kpsewhich")
+
+
+def _has_booktabs() -> bool:
+    """booktabs.sty is findable by TeX (texlive-latex-base alone lacks it)."""
+    if KPSEWHICH is None:
+        return False
+    found = subprocess.run([KPSEWHICH, "booktabs.sty"], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
+
+
 ROWS = (
     "clip | tiny_b16 | paper224",
     "cliptrase | tiny & co | 50% | paper224",
@@ -144,7 +155,10 @@ def test_unknown_format_is_refused(tmp_path, capsys):
     )
 
 
-@pytest.mark.skipif(PDFLATEX is None, reason="pdflatex not installed (texlive-latex-base + booktabs)")
+@pytest.mark.skipif(
+    PDFLATEX is None or not _has_booktabs(),
+    reason="pdflatex or booktabs.sty not installed (texlive-latex-base + texlive-latex-recommended)",
+)
 def test_latex_compiles_with_pdflatex(tmp_path):
     exp = _experiment(tmp_path)
     args = [str(exp), "--format", "latex", "--ci", "--ci-style", "range", "--resamples", "30"]
