@@ -59,13 +59,15 @@ def check_command_line(argv: Sequence[str], *, config_dir: Path, config_name: st
     if args is None or not _runs_jobs(args):
         return
     overrides = list(args.overrides)
-    variants = _variants(overrides) if args.multirun else [overrides]
-    if variants is None:
-        return
-    for variant in variants:
-        _compose(variant, config_dir, config_name)
-    primary = _compose(_without_sweeps(overrides), config_dir, config_name) if args.multirun else None
-    cfg = primary if primary is not None else _compose(overrides, config_dir, config_name)
+    if args.multirun:
+        variants = _variants(overrides)
+        if variants is None:
+            return
+        for variant in variants:
+            _compose(variant, config_dir, config_name)
+        cfg = _compose(_without_sweeps(overrides), config_dir, config_name)
+    else:
+        cfg = _compose(overrides, config_dir, config_name)
     multirun = args.multirun or str(OmegaConf.select(cfg, "hydra.mode", default="")) == "MULTIRUN"
     check_output_folder(cfg, multirun=multirun)
 
