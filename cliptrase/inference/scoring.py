@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliptrase.inference.window_scores import StitchedScores, prompt_maps
+from cliptrase.inference.bilinear import SMALL_OUTPUT
+from cliptrase.inference.region_labels import region_labels
+from cliptrase.inference.window_scores import RegionScores, StitchedScores, prompt_maps
 
 
 def suppress_small_classes(class_scores: Tensor, area_thd: float) -> Tensor:
@@ -77,11 +79,6 @@ def scores_to_labels(
 CHUNK_PIXELS = 1 << 22
 """Full-resolution prompt values :func:`upsampled_labels` holds at once (4 Mi, 16 MiB in fp32), whatever
 the vocabulary size."""
-
-SMALL_OUTPUT = 128
-"""PyTorch's CPU bilinear kernel vectorises across channels when the output's ``H + W`` is at most this,
-so there a channel's last bits depend on the other channels of the call: such outputs are upsampled in
-one call (they are small: at most 4,096 pixels per prompt)."""
 
 
 def _prompt_chunks(n_prompts: int, per_chunk: int) -> list[tuple[int, int]]:
@@ -208,10 +205,14 @@ def upsampled_labels(
     (rescaled when a chunk raises the running maximum), so its last bits can differ from one
     ``torch.logsumexp`` over all prompts.
 
+    Region rows (:class:`~cliptrase.inference.window_scores.RegionScores`, CLIPtrase's voted windows) are
+    labelled on the CPU without any prompt map (:func:`~cliptrase.inference.region_labels.region_labels`: the
+    same labels, from the few prompts that can win each pixel); elsewhere (CUDA, sizes that path leaves out)
+    their chunks are formed from the rows.
+
     Args:
         scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution),
-            or kept as windows or region rows (:mod:`cliptrase.inference.window_scores`: each chunk formed
-            from them).
+            or kept as region rows (:mod:`cliptrase.inference.window_scores`).
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as :func:`scores_to_labels`.
         chunk_pixels: full-resolution values held per chunk.
@@ -220,6 +221,10 @@ def upsampled_labels(
         (H, W) int64 labels.
     """
     size = (int(size[0]), int(size[1]))
+    if isinstance(scores, RegionScores):  # region rows: no prompt map at all where the CPU path applies
+        labels = region_labels(scores, size, prompt_to_class, n_classes, logit_scale, prob_thd, area_thd)
+        if labels is not None:
+            return labels
     prompt_to_class = prompt_to_class.cpu()
     winner = _fold_prompts(
         scores, prompt_to_class, n_classes, size, logit_scale, chunk_pixels, with_norm=bool(prob_thd)

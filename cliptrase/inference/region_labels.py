@@ -1,0 +1,331 @@
+"""Full-resolution labels of region scores without upsampling every prompt, bit for bit (CPU).
+
+The standard protocol upsamples the stitched (P, h, w) prompt scores bilinearly to the GT size and takes, per
+pixel, the class of the best prompt (:func:`~cliptrase.inference.scoring.scores_to_labels`). CLIPtrase's voted
+windows leave scores as few distinct rows (:class:`~cliptrase.inference.window_scores.RegionScores`: A rows of
+P values and an (h, w) row map), which this module labels without forming any prompt map:
+
+1. Every output pixel reads two source rows and two source columns, a "cell" of four source pixels, so four
+   rows of the table (the corners). Its value of prompt p is a convex combination of the corners' values,
+   computed in float32: within a few rounding errors (far below ``margin``) of the exact combination.
+2. Per row: its best prompt and class, and the best value among the prompts of other classes. A cell whose
+   four corners have the same best class, where the first corner's best prompt p* beats every prompt of
+   another class at each corner by more than ``2 * margin``, has that class at all its pixels (p*'s value is
+   a convex combination of its corner values, every other class's value at most the same combination of the
+   corners' runner-up values). A few operations per cell; they settle most cells.
+3. The other cells: per distinct corner combination, the candidate prompts (those whose largest corner value
+   reaches the best smallest corner value and that neither of two strong prompts beats at all four corners:
+   :func:`_candidates`); at their pixels the candidates' values in float32, and, where candidates of different
+   classes come within ``margin`` of the top, their values with the kernel's own arithmetic
+   (:mod:`cliptrase.inference.bilinear`), equal bit for bit to ``F.interpolate``'s; the label is then taken as
+   ``scores_to_labels`` takes it (the smallest class among the prompts reaching the top score).
+4. ``prob_thd`` needs the winner's probability ``exp(s * best - logsumexp(s * scores))``. Step 2 then requires
+   the same best prompt at the four corners and the runner-up over all other prompts (same class included), so
+   that p* is the best prompt and its value the best score; the logsumexp is the row's where the four corners
+   share one row, else computed from every prompt's value at the pixel. Both are float32 values within a few
+   rounding errors of the full upsampling's, as the chunked path's logsumexp is
+   (:func:`~cliptrase.inference.scoring.upsampled_labels`): labels may differ from one ``torch.logsumexp`` of
+   the full upsampling only where the probability lies within a few ulps of ``prob_thd``.
+5. ``area_thd`` (SCLIP's rule) drops the prompts of small classes (``-inf``) and labels again; the logsumexp
+   stays that of all prompts, as in the chunked path.
+
+Cost: a few operations per cell and per output pixel, plus the vocabulary only at the cells step 2 leaves
+open.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cliptrase.inference import bilinear
+from cliptrase.inference.window_scores import RegionScores
+
+MARGIN = 2.0**-16
+"""Slack of every bound, relative to the largest |score|: far above the float32 rounding of the kernel's three
+multiply-adds (< 2**-22 relative), so no bound excludes a prompt that can reach a pixel's top score."""
+
+PAIR_CHUNK = 1 << 21
+"""(pixel, prompt) values evaluated at once."""
+
+
+def region_labels(
+    scores: RegionScores,
+    size: tuple[int, int],
+    prompt_to_class: Tensor,
+    n_classes: int,
+    logit_scale: float,
+    prob_thd: float = 0.0,
+    area_thd: float | None = None,
+) -> Tensor | None:
+    """Labels of ``F.interpolate(scores.dense()[None], size, "bilinear")`` as
+    :func:`~cliptrase.inference.scoring.scores_to_labels` gives them, or None where this path does not apply
+    (not on the CPU, not float32, a non-finite score, an output PyTorch vectorises differently, or a PyTorch
+    whose bilinear kernel :func:`~cliptrase.inference.bilinear.arithmetic` does not reproduce).
+
+    Args:
+        scores: (P, h, w) scores as region rows.
+        size: (H, W) output size.
+        prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as ``scores_to_labels``.
+
+    Returns:
+        (H, W) int64 labels, or None.
+    """
+    table = scores.table
+    height, width = int(size[0]), int(size[1])
+    if (
+        table.device.type != "cpu"
+        or table.dtype != torch.float32
+        or table.shape[1] in (1, 3)  # 3: PyTorch's channel-vectorised path (see bilinear)
+        or height + width <= bilinear.SMALL_OUTPUT
+        or not bool(torch.isfinite(table).all())
+    ):
+        return None
+    arithmetic = bilinear.arithmetic()
+    if arithmetic is None:
+        return None
+    grid = _Grid(scores.index.long(), height, width, arithmetic)
+    prompt_class = prompt_to_class.cpu().long()
+    margin = MARGIN * float(table.abs().max())
+    with_best = bool(prob_thd)
+
+    best, labels = _winners(table, grid, prompt_class, margin, arithmetic, with_best)
+    if area_thd is not None:
+        area = torch.bincount(labels.flatten(), minlength=n_classes + 1)[1:n_classes]
+        small = torch.cat([torch.zeros(1, dtype=torch.bool), area <= area_thd * area.sum()])
+        if bool(small.any()):
+            kept = table.masked_fill(small[prompt_class][None, :], -torch.inf)
+            best, labels = _winners(kept, grid, prompt_class, margin, arithmetic, with_best)
+    if prob_thd:
+        labels[torch.exp(logit_scale * best - _log_norm(table, grid, logit_scale)) < prob_thd] = 0
+    return labels
+
+
+class _Grid:
+    """The cells of an (h, w) row map upsampled to (H, W).
+
+    Attributes:
+        rows, cols: the axes' :class:`~cliptrase.inference.bilinear.AxisWeights`.
+        corners: (4, n_y, n_x) row ids of the cells some output pixel reads (first source row: its two
+            columns, then the second source row).
+        y_cell, x_cell: (H,), (W,) the cell row / column of every output row / column.
+        index: the (h, w) row map.
+    """
+
+    def __init__(self, index: Tensor, height: int, width: int, arithmetic: str) -> None:
+        self.index = index
+        self.rows = bilinear.axis_weights(index.shape[0], height, arithmetic)
+        self.cols = bilinear.axis_weights(index.shape[1], width, arithmetic)
+        used_y, self.y_cell = torch.unique(self.rows.i0, return_inverse=True)
+        used_x, self.x_cell = torch.unique(self.cols.i0, return_inverse=True)
+        next_y = (used_y + 1).clamp_max(index.shape[0] - 1)  # i1 of every output row starting at used_y
+        next_x = (used_x + 1).clamp_max(index.shape[1] - 1)
+        top, bottom = index[used_y], index[next_y]
+        self.corners = torch.stack([top[:, used_x], top[:, next_x], bottom[:, used_x], bottom[:, next_x]])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W)."""
+        return (self.y_cell.numel(), self.x_cell.numel())
+
+    def per_pixel(self, per_cell: Tensor) -> Tensor:
+        """(H, W) values of an (n_y, n_x) per-cell tensor."""
+        return per_cell.index_select(0, self.y_cell).index_select(1, self.x_cell)
+
+    def plain_values(self, corner_values: Tensor) -> Tensor:
+        """(H, W) upsampled values, plain float32 arithmetic, of per-cell corner values (4, n_y, n_x)."""
+        r, c = self.rows, self.cols
+        u0, u1, w0, w1 = c.w0[None, :], c.w1[None, :], r.w0[:, None], r.w1[:, None]
+        a, b, d, e = (self.per_pixel(v) for v in corner_values)
+        return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
+
+    def pair_values(self, table: Tensor, prompts: Tensor, pixels: Tensor, arithmetic: str) -> Tensor:
+        """Upsampled values of ``prompts`` (n,) at flat output ``pixels`` (n,): the kernel's arithmetic
+        (``"fma"``/``"plain"``, bit for bit) or ``"approx"`` (plain float32, within a few roundings)."""
+        y, x = pixels // self.shape[1], pixels % self.shape[1]
+        r, c = self.rows, self.cols
+        at = _flat(table, prompts)
+        corners = tuple(at(self.source_rows(i, j)) for i in (r.i0[y], r.i1[y]) for j in (c.i0[x], c.i1[x]))
+        weights = (c.w0[x], c.w1[x], r.w0[y], r.w1[y])
+        return bilinear.gathered_values(*corners, *weights, "plain" if arithmetic == "approx" else arithmetic)
+
+    def pixel_rows(self, table: Tensor, pixels: Tensor) -> Tensor:
+        """(n, P) upsampled values of every prompt at flat output ``pixels`` (n,), plain float32."""
+        y, x = pixels // self.shape[1], pixels % self.shape[1]
+        r, c = self.rows, self.cols
+        u0, u1, w0, w1 = c.w0[x, None], c.w1[x, None], r.w0[y, None], r.w1[y, None]
+        a, b, d, e = (
+            table.index_select(0, self.source_rows(i, j))
+            for i in (r.i0[y], r.i1[y])
+            for j in (c.i0[x], c.i1[x])
+        )
+        return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
+
+    def source_rows(self, i: Tensor, j: Tensor) -> Tensor:
+        """Row ids of the source pixels ``(i, j)``."""
+        return self.index.view(-1).take(i * self.index.shape[1] + j)
+
+
+def _winners(
+    table: Tensor, grid: _Grid, prompt_class: Tensor, margin: float, arithmetic: str, with_best: bool
+) -> tuple[Tensor | None, Tensor]:
+    """((H, W) best score or None, (H, W) int64 label); prompts scoring ``-inf`` in ``table`` are out."""
+    # step 2: cells settled by their corners' best prompt
+    top_prompt = table.argmax(dim=1)
+    top_class = prompt_class[top_prompt]
+    if with_best:  # the runner-up over every other prompt: p* is the best prompt, its value the best score
+        rival = table.scatter(1, top_prompt[:, None], -torch.inf).amax(dim=1)
+    else:  # over the prompts of other classes
+        rival = table.masked_fill(prompt_class[None, :] == top_class[:, None], -torch.inf).amax(dim=1)
+    corners = grid.corners
+    winner = top_prompt.take(corners[0])
+    settled = torch.ones(corners.shape[1:], dtype=torch.bool)
+    corner_values = _flat(table, winner[None])(corners)  # (4, n_y, n_x): the winner's value at each corner
+    same = top_prompt if with_best else top_class  # each corner's best prompt / class must be the winner's
+    for k in range(4):
+        settled &= (same.take(corners[k]) == same.take(corners[0])) & (
+            corner_values[k] - rival.take(corners[k]) > 2 * margin
+        )
+    labels = grid.per_pixel(prompt_class.take(winner))
+    best = grid.plain_values(corner_values) if with_best else None
+
+    # step 3: the other cells, per distinct corner combination
+    open_cells = (~settled).nonzero()
+    if not open_cells.numel():
+        return best, labels
+    quads = corners[:, open_cells[:, 0], open_cells[:, 1]].t()  # (n, 4)
+    quads, combination = _distinct_rows(quads, table.shape[0])
+    candidates = _candidates(table, quads, margin)
+    cell_combination = torch.full(corners.shape[1:], -1, dtype=torch.long)
+    cell_combination[open_cells[:, 0], open_cells[:, 1]] = combination
+    pixel_combination = grid.per_pixel(cell_combination).reshape(-1)
+    pixels = (pixel_combination >= 0).nonzero().squeeze(1)
+    pixel_combination = pixel_combination[pixels]
+    flat_labels = labels.view(-1)
+    flat_best = None if best is None else best.view(-1)
+
+    n_cand = candidates.sum(dim=1)
+    one = n_cand[pixel_combination] == 1
+    single = pixels[one]
+    only = candidates.to(torch.uint8).argmax(dim=1)[pixel_combination[one]]  # the one candidate
+    flat_labels[single] = prompt_class[only]
+    if flat_best is not None:
+        for ids in torch.arange(single.numel()).split(PAIR_CHUNK):
+            flat_best[single[ids]] = grid.pair_values(table, only[ids], single[ids], "approx")
+
+    several, combos = pixels[~one], pixel_combination[~one]
+    if not several.numel():
+        return best, labels
+    # the candidates of every combination with several, combination after combination
+    offsets = torch.cumsum(n_cand, 0) - n_cand
+    flat = candidates.nonzero()[:, 1]
+    per_pixel = n_cand[combos]
+    none = int(prompt_class.max()) + 1  # above every class: the identity of a class minimum
+    start = 0
+    for stop in _chunk_bounds(per_pixel, PAIR_CHUNK):
+        px, k, combo = several[start:stop], per_pixel[start:stop], combos[start:stop]
+        start = stop
+        local = torch.repeat_interleave(torch.arange(px.numel()), k)
+        within = torch.arange(local.numel()) - (torch.cumsum(k, 0) - k)[local]
+        prompts = flat[offsets[combo][local] + within]
+        pair_pixel = px[local]
+        approx = grid.pair_values(table, prompts, pair_pixel, "approx")
+        top = torch.full((px.numel(),), -torch.inf).scatter_reduce_(0, local, approx, reduce="amax")
+        near = approx >= top[local] - margin  # holds every prompt reaching the exact top
+        near_class = prompt_class[prompts[near]]
+        low = torch.full((px.numel(),), none).scatter_reduce_(0, local[near], near_class, reduce="amin")
+        high = torch.full((px.numel(),), -1).scatter_reduce_(0, local[near], near_class, reduce="amax")
+        flat_labels[px] = low
+        if flat_best is not None:
+            flat_best[px] = top
+        undecided = low != high  # candidates of different classes within the margin: exact values decide
+        if bool(undecided.any()):
+            pairs = (near & undecided[local]).nonzero().squeeze(1)
+            exact = grid.pair_values(table, prompts[pairs], pair_pixel[pairs], arithmetic)
+            at = local[pairs]
+            exact_top = torch.full((px.numel(),), -torch.inf).scatter_reduce_(0, at, exact, reduce="amax")
+            reach = exact == exact_top[at]
+            cls = torch.full((px.numel(),), none).scatter_reduce_(
+                0, at[reach], prompt_class[prompts[pairs[reach]]], reduce="amin"
+            )
+            flat_labels[px[undecided]] = cls[undecided]
+            if flat_best is not None:
+                flat_best[px[undecided]] = exact_top[undecided]
+    return best, labels
+
+
+def _flat(table: Tensor, columns: Tensor):
+    """``rows -> table[rows, columns]`` (broadcast) by one flat ``take``, much faster than 2-D indexing."""
+    flat, width = table.view(-1), table.shape[1]
+    return lambda rows: flat.take(rows * width + columns)
+
+
+def _distinct_rows(quads: Tensor, n_rows: int) -> tuple[Tensor, Tensor]:
+    """(distinct (T, 4) rows of ``quads``, the distinct row of each input row)."""
+    if n_rows**4 < 2**62:  # one int64 key per row: unique over keys is much faster than over rows
+        key = ((quads[:, 0] * n_rows + quads[:, 1]) * n_rows + quads[:, 2]) * n_rows + quads[:, 3]
+        keys, inverse = torch.unique(key, return_inverse=True)
+        digits = [keys // n_rows**3, keys // n_rows**2 % n_rows, keys // n_rows % n_rows, keys % n_rows]
+        return torch.stack(digits, dim=1), inverse
+    return torch.unique(quads, dim=0, return_inverse=True)
+
+
+SHORTLIST = 16
+"""Prompts per row among which :func:`_candidates` looks first (its best ones)."""
+
+
+def _candidates(table: Tensor, quads: Tensor, margin: float) -> Tensor:
+    """(T, P) bool: the prompts that can reach a pixel's top score in each corner combination.
+
+    A prompt is out when its largest corner value stays below the largest smallest corner value (minus twice
+    ``margin``), or when one of two strong prompts (the largest smallest corner, the largest corner sum) beats
+    it by more than ``margin`` at all four corners. The search looks at the corners' :data:`SHORTLIST` best
+    prompts first; it is complete when every corner's last listed value already falls below that bound (every
+    prompt outside the lists then does too), else the combination is searched over all prompts.
+    """
+    n_prompts = table.shape[1]
+    out = torch.zeros(quads.shape[0], n_prompts, dtype=torch.bool)
+    listed = min(SHORTLIST, n_prompts)
+    top = table.topk(listed, dim=1)
+    pool = top.indices.index_select(0, quads.reshape(-1)).view(quads.shape[0], -1)  # (T, 4 * listed), repeats
+    keep, low = _bounded(_flat(table, pool[:, None, :])(quads[:, :, None]), margin)
+    out.scatter_(1, pool, keep)  # a repeated prompt has the same keep everywhere: its columns are equal
+    last = top.values[:, -1].take(quads)  # (T, 4): each corner's last listed value
+    full = (last + margin >= low - margin).any(dim=1).nonzero().squeeze(1)
+    for ids in full.split(max(PAIR_CHUNK // (4 * n_prompts), 1)):
+        out[ids] = _bounded(table.index_select(0, quads[ids].reshape(-1)).view(-1, 4, n_prompts), margin)[0]
+    return out
+
+
+def _bounded(corners: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """Step 3's bounds over the prompts of ``corners`` (n, 4, k): (n, k) kept, (n, 1) best smallest corner."""
+    low, strongest = corners.amin(dim=1).max(dim=1, keepdim=True)
+    keep = corners.amax(dim=1) + margin >= low - margin
+    for champion in (strongest, corners.sum(dim=1).argmax(dim=1, keepdim=True)):
+        values = corners.gather(2, champion[:, None, :].expand(-1, 4, -1))  # (n, 4, 1)
+        keep &= ~(values >= corners + margin).all(dim=1)
+    return keep, low
+
+
+def _chunk_bounds(weights: Tensor, budget: int) -> list[int]:
+    """Stops of consecutive chunks of entries whose ``weights`` sum to about ``budget`` (>= one entry)."""
+    total = torch.cumsum(weights, 0)
+    stops, done = [], 0
+    while done < weights.numel():
+        limit = (int(total[done - 1]) if done else 0) + budget
+        stop = max(int(torch.searchsorted(total, limit, right=True)), done + 1)
+        stops.append(min(stop, weights.numel()))
+        done = stops[-1]
+    return stops
+
+
+def _log_norm(table: Tensor, grid: _Grid, logit_scale: float) -> Tensor:
+    """(H, W) logsumexp over all prompts of ``logit_scale`` x the upsampled scores (module doc, step 4)."""
+    corners = grid.corners
+    uniform = (corners == corners[:1]).all(dim=0)
+    out = grid.per_pixel(torch.logsumexp(logit_scale * table, dim=1).take(corners[0]))
+    mixed = (~grid.per_pixel(uniform)).reshape(-1).nonzero().squeeze(1)
+    flat = out.view(-1)
+    for px in mixed.split(max(PAIR_CHUNK // table.shape[1], 1)):
+        flat[px] = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
+    return out

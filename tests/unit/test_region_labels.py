@@ -1,0 +1,174 @@
+"""Region rows labelled without prompt maps (``inference/region_labels.py``) against the full upsampling, and
+the replica of PyTorch's CPU bilinear kernel it rests on (``inference/bilinear.py``)."""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliptrase.inference import bilinear
+from cliptrase.inference.region_labels import region_labels
+from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
+from cliptrase.inference.window_scores import RegionScores
+
+
+def _kernel_arithmetic() -> str:
+    found = bilinear.arithmetic()
+    if found is None:
+        pytest.skip(
+            "this PyTorch's CPU bilinear kernel is neither of the two arithmetics bilinear.py reproduces"
+        )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("channels", "hw", "size"),
+    [
+        (5, (14, 14), (224, 224)),
+        (4, (336, 448), (512, 683)),
+        (6, (448, 598), (512, 683)),
+        (7, (50, 61), (23, 130)),
+    ],
+)
+def test_replica_equals_interpolate_bit_for_bit(channels, hw, size):
+    arithmetic = _kernel_arithmetic()
+    x = torch.randn(channels, *hw, generator=torch.Generator().manual_seed(channels))
+    ref = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    rows, cols = (
+        bilinear.axis_weights(hw[0], size[0], arithmetic),
+        bilinear.axis_weights(hw[1], size[1], arithmetic),
+    )
+    y, xx = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    assert torch.equal(bilinear.values(x, rows, cols, y, xx, arithmetic), ref)
+
+
+def _f32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _round_to_f32(exact: Fraction) -> float:
+    """The float32 nearest to ``exact``, ties to even (an independent oracle: rational comparisons)."""
+    guess = np.float32(float(exact))
+    below, above = np.nextafter(guess, np.float32(-np.inf)), np.nextafter(guess, np.float32(np.inf))
+    best = min(
+        (below, guess, above),
+        key=lambda v: (abs(Fraction(float(v)) - exact), int(np.float32(v).view(np.uint32)) & 1),
+    )
+    return float(best)
+
+
+def test_fused_multiply_add_rounds_once():
+    gen = np.random.default_rng(0)
+    a = (gen.standard_normal(3000) * 2.0 ** gen.integers(-30, 30, 3000)).astype(np.float32)
+    b = gen.random(3000).astype(np.float32)
+    c = (gen.standard_normal(3000) * 2.0 ** gen.integers(-30, 30, 3000)).astype(np.float32)
+    # a float64 sum that lands exactly halfway between two float32 values while the exact sum does not:
+    # 1 + 2**-23 + (2**-12 (1 + 2**-23)) (2**-12 (1 - 2**-23)) = 1 + 2**-23 + 2**-24 - 2**-70
+    x, y, z = _f32(2**-12 * (1 + 2**-23)), _f32(2**-12 * (1 - 2**-23)), _f32(1 + 2**-23)
+    tricky = [(x, y, z), (-x, y, -z), (x, y, 1.0)]  # the first two: rounding twice goes wrong
+    a = np.concatenate([a, [t[0] for t in tricky]]).astype(np.float32)
+    b = np.concatenate([b, [t[1] for t in tricky]]).astype(np.float32)
+    c = np.concatenate([c, [t[2] for t in tricky]]).astype(np.float32)
+    got = bilinear._fma(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)).numpy()
+    want = [
+        _round_to_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+        for x, y, z in zip(a, b, c)
+    ]
+    assert got.tolist() == want
+    naive = (a.astype(np.float64) * b + c).astype(np.float32)  # rounded twice
+    assert naive[-3] != want[-3] and naive[-2] != want[-2]
+
+
+def _regions(seed, n_prompts, hw, *, n_rows=40, block=5, near_ties=False):
+    """Region rows over a blocky random row map; synonyms (repeated columns), repeated rows: exact ties."""
+    gen = torch.Generator().manual_seed(seed)
+    cells = torch.randint(0, n_rows, (hw[0] // block + 1, hw[1] // block + 1), generator=gen)
+    index = cells.repeat_interleave(block, 0).repeat_interleave(block, 1)[: hw[0], : hw[1]].to(torch.int32)
+    table = 0.2 + 0.01 * torch.randn(n_rows, n_prompts, generator=gen)
+    table[:, 1] = table[:, 0]  # a synonym: same values as prompt 0
+    table[3] = table[2]  # two rows alike
+    if near_ties:  # runners-up one ulp below the best
+        best, at = table.max(dim=1)
+        table[torch.arange(n_rows), (at + 2) % n_prompts] = torch.nextafter(best, torch.tensor(0.0))
+    return RegionScores(table, index)
+
+
+CASES = [
+    # (prompts, classes, hw, size)
+    (21, 21, (67, 90), (103, 137)),  # up, non-integer ratio
+    (40, 17, (84, 112), (84, 112)),  # same size
+    (53, 21, (90, 120), (61, 250)),  # down in one axis, up in the other
+    (150, 150, (45, 60), (70, 91)),
+    (4, 2, (30, 40), (97, 33)),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(("prob_thd", "area_thd"), [(0.0, None), (0.09, None), (0.0, 0.1), (0.09, 0.1)])
+@pytest.mark.parametrize("near_ties", [False, True])
+def test_equals_the_full_upsampling(case, prob_thd, area_thd, near_ties):
+    _kernel_arithmetic()
+    n_prompts, n_classes, hw, size = case
+    scores = _regions(n_prompts + hw[0], n_prompts, hw, near_ties=near_ties)
+    gen = torch.Generator().manual_seed(1)
+    p2c = torch.cat(
+        [torch.arange(n_classes), torch.randint(0, n_classes, (n_prompts - n_classes,), generator=gen)]
+    )
+    p2c[1] = p2c[0]  # the synonym column is a synonym
+    full = F.interpolate(scores.dense().contiguous()[None], size=size, mode="bilinear", align_corners=False)[
+        0
+    ]
+    ref = scores_to_labels(full, p2c, n_classes, 40.0, prob_thd, area_thd=area_thd)
+    ours = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd, area_thd)
+    assert ours is not None and ours.dtype == torch.int64
+    assert torch.equal(ours, ref)
+    assert torch.equal(upsampled_labels(scores, size, p2c, n_classes, 40.0, prob_thd, area_thd), ref)
+
+
+def test_cases_reach_every_branch(monkeypatch):
+    """The cases above leave cells open (step 3), need the kernel's exact values (near ties of different
+    classes), and reach both sides of prob_thd."""
+    arithmetic = _kernel_arithmetic()
+    n_prompts, n_classes, hw, size = CASES[0]
+    scores = _regions(n_prompts + hw[0], n_prompts, hw, near_ties=True)
+    p2c = torch.arange(n_prompts)
+    calls = []
+    real = bilinear.gathered_values
+
+    def counting(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(bilinear, "gathered_values", counting)
+    labels = region_labels(scores, size, p2c, n_classes, 40.0)
+    thresholded = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd=0.09)
+    assert "plain" in calls and arithmetic in calls
+    suppressed = int(((thresholded == 0) & (labels != 0)).sum())
+    assert 0 < suppressed < int((labels != 0).sum())
+
+
+def test_falls_back_where_the_replica_does_not_apply():
+    scores = _regions(0, 6, (20, 20))
+    p2c = torch.arange(6)
+    _kernel_arithmetic()
+    assert region_labels(scores, (70, 80), p2c, 6, 40.0) is not None
+    assert region_labels(scores, (40, 40), p2c, 6, 40.0) is None  # H + W <= 128: vectorised kernel
+    three = RegionScores(scores.table[:, :3].contiguous(), scores.index)
+    assert region_labels(three, (70, 80), p2c[:3], 3, 40.0) is None
+    double = RegionScores(scores.table.double(), scores.index)
+    assert region_labels(double, (70, 80), p2c, 6, 40.0) is None
+    inf = scores.table.clone()
+    inf[0, 0] = -torch.inf
+    assert region_labels(RegionScores(inf, scores.index), (70, 80), p2c, 6, 40.0) is None
+    # the chunked path takes over, with the same labels as the full upsampling
+    full = F.interpolate(
+        three.dense().contiguous()[None], size=(70, 80), mode="bilinear", align_corners=False
+    )[0]
+    assert torch.equal(
+        upsampled_labels(three, (70, 80), p2c[:3], 3, 40.0), scores_to_labels(full, p2c[:3], 3, 40.0)
+    )
