@@ -97,7 +97,7 @@ def region_labels(
             kept = table.masked_fill(small[prompt_class][None, :], -torch.inf)
             best, labels = _winners(kept, grid, prompt_class, margin, arithmetic, with_best)
     if prob_thd:
-        labels[torch.exp(logit_scale * best - _log_norm(table, grid, logit_scale)) < prob_thd] = 0
+        labels[_improbable(table, grid, logit_scale, best, prob_thd)] = 0
     return labels
 
 
@@ -319,13 +319,56 @@ def _chunk_bounds(weights: Tensor, budget: int) -> list[int]:
     return stops
 
 
-def _log_norm(table: Tensor, grid: _Grid, logit_scale: float) -> Tensor:
-    """(H, W) logsumexp over all prompts of ``logit_scale`` x the upsampled scores (module doc, step 4)."""
+LOG_SLACK = 1e-3
+"""Slack, in log units, of the bounds :func:`_improbable` decides with (float32 errors are ~1e-5 here)."""
+
+
+def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: Tensor, prob_thd: float) -> Tensor:
+    """(H, W) bool: the winner's probability ``exp(s * best - logsumexp(s * scores))`` is below ``prob_thd``.
+
+    The logsumexp is the row's where the four corners share one row (module doc, step 4). Elsewhere the
+    pixel's scores are a convex combination ``v = sum_k w_k s_k`` of its corner rows, and the logsumexp, a
+    convex function, lies between the tangent planes at the corners, ``L_k + s * softmax(s * s_k) . (v -
+    s_k)``, and the combination of its corner values ``sum_k w_k L_k`` (Jensen): only pixels whose probability
+    these bounds leave within :data:`LOG_SLACK` of ``prob_thd`` compute it from every prompt's value.
+    """
     corners = grid.corners
-    uniform = (corners == corners[:1]).all(dim=0)
-    out = grid.per_pixel(torch.logsumexp(logit_scale * table, dim=1).take(corners[0]))
-    mixed = (~grid.per_pixel(uniform)).reshape(-1).nonzero().squeeze(1)
+    row_norm = torch.logsumexp(logit_scale * table, dim=1)  # (A,)
+    log_norm = grid.per_pixel(row_norm.take(corners[0]))
+    out = torch.exp(logit_scale * best - log_norm) < prob_thd
+    mixed_cells = ~(corners == corners[:1]).all(dim=0)
+    mixed = grid.per_pixel(mixed_cells).reshape(-1).nonzero().squeeze(1)
+    if not mixed.numel():
+        return out
+    # per distinct corner combination: D[k, j] = softmax(s * s_k) . s_j
+    open_cells = mixed_cells.nonzero()
+    quads, combination = _distinct_rows(corners[:, open_cells[:, 0], open_cells[:, 1]].t(), table.shape[0])
+    cell_combination = torch.zeros(corners.shape[1:], dtype=torch.long)
+    cell_combination[open_cells[:, 0], open_cells[:, 1]] = combination
+    dots = torch.empty(quads.shape[0], 4, 4)
+    softmax = torch.softmax(logit_scale * table, dim=1)
+    for ids in torch.arange(quads.shape[0]).split(max(PAIR_CHUNK // (4 * table.shape[1]), 1)):
+        rows = quads[ids].reshape(-1)
+        sig = softmax.index_select(0, rows).view(-1, 4, table.shape[1])
+        dots[ids] = sig @ table.index_select(0, rows).view(-1, 4, table.shape[1]).transpose(1, 2)
+
+    width = grid.shape[1]
+    y, x = mixed // width, mixed % width
+    r, c = grid.rows, grid.cols
+    weights = torch.stack([r.w0[y] * c.w0[x], r.w0[y] * c.w1[x], r.w1[y] * c.w0[x], r.w1[y] * c.w1[x]], dim=1)
+    combo = cell_combination[grid.y_cell[y], grid.x_cell[x]]
+    corner_norm = row_norm[quads[combo]]  # (n, 4)
+    upper = (weights * corner_norm).sum(dim=1)
+    d = dots[combo]  # (n, 4, 4)
+    tangent = corner_norm + logit_scale * ((d @ weights[:, :, None])[..., 0] - d.diagonal(dim1=1, dim2=2))
+    lower = tangent.amax(dim=1)
+    log_best = logit_scale * best.reshape(-1)[mixed]
+    log_thd = float(torch.log(torch.tensor(prob_thd)))
     flat = out.view(-1)
-    for px in mixed.split(max(PAIR_CHUNK // table.shape[1], 1)):
-        flat[px] = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
+    flat[mixed] = log_best - lower < log_thd  # decided where the two bounds agree (below)
+    unsure = (log_best - upper < log_thd + LOG_SLACK) & (log_best - lower >= log_thd - LOG_SLACK)
+    hard = mixed[unsure]
+    for px in hard.split(max(PAIR_CHUNK // table.shape[1], 1)):
+        norm = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
+        flat[px] = torch.exp(logit_scale * best.reshape(-1)[px] - norm) < prob_thd
     return out

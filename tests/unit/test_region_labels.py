@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from cliptrase.inference import bilinear
+from cliptrase.inference import region_labels as region_labels_module
 from cliptrase.inference.region_labels import region_labels
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.window_scores import RegionScores
@@ -145,9 +146,18 @@ def test_cases_reach_every_branch(monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(bilinear, "gathered_values", counting)
+    exact_norms = []
+    pixel_rows = region_labels_module._Grid.pixel_rows
+
+    def counting_rows(grid, table, pixels):
+        exact_norms.append(pixels.numel())
+        return pixel_rows(grid, table, pixels)
+
+    monkeypatch.setattr(region_labels_module._Grid, "pixel_rows", counting_rows)
     labels = region_labels(scores, size, p2c, n_classes, 40.0)
     thresholded = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd=0.09)
     assert "plain" in calls and arithmetic in calls
+    assert 0 < sum(exact_norms) < 0.05 * size[0] * size[1]  # bounds decide nearly everywhere
     suppressed = int(((thresholded == 0) & (labels != 0)).sum())
     assert 0 < suppressed < int((labels != 0).sum())
 
