@@ -271,9 +271,11 @@ class CLIPtraseSegmentor(BaseSegmentor):
             outs = [RegionScores(one_hot, pred) for pred in out.pred]
         elif out.region_logits is not None:  # mean_logits: the region means / scale, as the maps' values
             tables = out.region_logits / scale
+            # the full-size logits are formed (on this read) only if a window of the batch has no cluster
+            raw = None if bool(out.clustered.all()) else out.raw_logits
             outs = [
-                RegionScores(table, regions) if clustered else raw.div_(scale)
-                for table, regions, clustered, raw in zip(tables, out.regions, out.clustered, out.raw_logits)
+                RegionScores(table, regions) if clustered else raw[i].div_(scale)
+                for i, (table, regions, clustered) in enumerate(zip(tables, out.regions, out.clustered))
             ]
         else:  # in place: these logits are this call's own
             outs = list(out.logits.div_(scale))

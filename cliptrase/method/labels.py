@@ -36,6 +36,11 @@ class Deferred:
         """``value`` itself, or the tensor of a :class:`Deferred`."""
         return value.value() if isinstance(value, Deferred) else value
 
+    @property
+    def computed(self) -> bool:
+        """Whether the tensor was computed (read at least once)."""
+        return self._fn is None
+
 
 class _Field:
     """A :class:`SegmentOutput` attribute: holds a tensor or a :class:`Deferred`, reads as the tensor."""
@@ -57,8 +62,8 @@ class _Field:
 
 class SegmentOutput:
     """Everything a method computed for a batch, for scoring and for golden comparisons (the clustering
-    fields are None for methods that do not cluster). ``pred``, ``logits`` and ``raw_pred`` may be given as
-    :class:`Deferred`: they are computed when first read.
+    fields are None for methods that do not cluster). ``pred``, ``logits``, ``raw_pred`` and ``raw_logits``
+    may be given as :class:`Deferred`: they are computed when first read.
 
     Attributes:
         pred: (B, H, W) final labels (background collapsed).
@@ -71,13 +76,15 @@ class SegmentOutput:
         region_logits: ``vote="mean_logits"``: (B, K, C') mean logits per region, so that
             ``logits[b, :, y, x] == region_logits[b, regions[b, y, x]]`` for the images with a cluster
             (``clustered``); None otherwise. Lets a consumer use the K rows instead of the H x W maps.
-        raw_logits: (B, C', H, W) pixel logits before the vote (``logits`` of the images without a cluster).
+        raw_logits: (B, C', H, W) pixel logits before the vote (``logits`` of the images without a cluster);
+            with ``vote="mean_logits"`` computed on first read (the region means come from the grid).
         clustered: (B,) bool, the images whose labels were voted over regions.
     """
 
     pred = _Field()
     logits = _Field()
     raw_pred = _Field()
+    raw_logits = _Field()
 
     def __init__(
         self,
@@ -89,7 +96,7 @@ class SegmentOutput:
         labels: Tensor | None = None,
         regions: Tensor | None = None,
         region_logits: Tensor | None = None,
-        raw_logits: Tensor | None = None,
+        raw_logits: Tensor | Deferred | None = None,
         clustered: Tensor | None = None,
     ) -> None:
         self.pred, self.logits, self.raw_pred = pred, logits, raw_pred
@@ -103,19 +110,16 @@ class SegmentOutput:
         return getattr(self, name)
 
 
-def patch_logits(
-    features: DenseFeatures, text: Tensor, logit_scale: float, out_hw: tuple[int, int]
-) -> Tensor:
-    """Pixel logits: ``logit_scale · patches @ textᵀ`` on the grid, bilinear to ``out_hw`` (§4 E.1-2).
+def grid_logits(features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
+    """Logits on the patch grid: ``logit_scale · patches @ textᵀ`` (§4 E.1).
 
     Args:
         features: dense output (normalised tokens).
         text: (C', E) classifier rows.
         logit_scale: CLIP's ``logit_scale.exp()`` (100 for OpenAI weights; argmax-neutral, kept for parity).
-        out_hw: output size.
 
     Returns:
-        (B, C', H, W).
+        (B, C', h, w), a channels-last view of the (B, N, C') product.
     """
     b = features.tokens.shape[0]
     h, w = features.grid_hw
@@ -125,14 +129,33 @@ def patch_logits(
     # both with its channels-last bilinear kernel, so the values are bit-identical (tested); spelling it
     # as a permute lets PyTorch see the layout for B = 1 too and take the fast path (~10x at 224 on CPU).
     # The result is channels-last, which also makes the channel argmax cheap.
-    logits = logits.reshape(b, h, w, -1).permute(0, 3, 1, 2)
-    return torch.nn.functional.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
+    return logits.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+
+def upsample_logits(grid: Tensor, out_hw: tuple[int, int]) -> Tensor:
+    """Grid logits bilinear (``align_corners=False``) to ``out_hw`` (§4 E.2)."""
+    return torch.nn.functional.interpolate(grid, size=out_hw, mode="bilinear", align_corners=False)
+
+
+def patch_logits(
+    features: DenseFeatures, text: Tensor, logit_scale: float, out_hw: tuple[int, int]
+) -> Tensor:
+    """Pixel logits: ``logit_scale · patches @ textᵀ`` on the grid, bilinear to ``out_hw`` (§4 E.1-2).
+
+    Returns:
+        (B, C', H, W), channels-last.
+    """
+    return upsample_logits(grid_logits(features, text, logit_scale), out_hw)
+
+
+def cls_logits(features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
+    """(B, C') logits of the [CLS] token, the per-class factor of the [CLS] product (§4 E.3)."""
+    return logit_scale * features.cls @ text.t()
 
 
 def apply_cls_product(logits: Tensor, features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
     """Multiply each class channel by the [CLS] logit of that class (§4 E.3; the authors' VOC20 rule)."""
-    cls_logits = logit_scale * features.cls @ text.t()  # (B, C')
-    return logits * cls_logits[:, :, None, None]
+    return logits * cls_logits(features, text, logit_scale)[:, :, None, None]
 
 
 def argmax_channels(logits: Tensor) -> Tensor:
@@ -160,9 +183,32 @@ def label_patches(
     """Per-pixel labels of dense features: logits at ``out_hw``, [CLS] product, argmax, collapse (§4 E); the
     labels are :class:`Deferred` (computed when ``pred`` or ``raw_pred`` is first read)."""
     with stage("logits"):
-        logits = patch_logits(features, text, logit_scale, out_hw)
-        if cls_product:
-            logits = apply_cls_product(logits, features, text, logit_scale)
+        grid = grid_logits(features, text, logit_scale)
+        factor = cls_logits(features, text, logit_scale) if cls_product else None
+    return label_grid(grid, out_hw, n_foreground=n_foreground, cls_factor=factor)
+
+
+def label_grid(
+    grid: Tensor,
+    out_hw: tuple[int, int],
+    *,
+    n_foreground: int | None = None,
+    cls_factor: Tensor | None = None,
+    lazy: bool = False,
+) -> SegmentOutput:
+    """Per-pixel labels of grid logits (:func:`grid_logits`): bilinear to ``out_hw``, times ``cls_factor``
+    per channel (the [CLS] product, (B, C')) if given, argmax, collapse.
+
+    The labels are :class:`Deferred`; with ``lazy`` the full-size logits are too, so a consumer that needs
+    only statistics of the grid (CLIPtrase's region means) never forms the (B, C', H, W) maps.
+    """
+
+    def full_size() -> Tensor:
+        with stage("logits"):
+            logits = upsample_logits(grid, out_hw)
+            return logits if cls_factor is None else logits * cls_factor[:, :, None, None]
+
+    logits = Deferred(full_size) if lazy else full_size()
     # on first read only: scoring windows by their logits never needs it
-    pred = Deferred(lambda: collapse_background(argmax_channels(logits), n_foreground))
+    pred = Deferred(lambda: collapse_background(argmax_channels(Deferred.read(logits)), n_foreground))
     return SegmentOutput(pred=pred, logits=logits, raw_pred=pred)

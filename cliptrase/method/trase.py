@@ -7,14 +7,16 @@ with the ``cliptrase`` rule (or an ablation's) and labels through :func:`cliptra
 Call graph of :func:`cliptrase_segment` (docs/method.md §1.1; every step cites its section)::
 
     DenseFeatures (last block = "cliptrase" rule, q/k/v of block d-1 collected)
-      -> patch_logits            §4 E.1-2   logit_scale * patches @ textᵀ, bilinear to the output
-      -> apply_cls_product       §4 E.3     VOC20 only: times the [CLS] logits per class
+      -> grid_logits, label_grid §4 E.1-2   logit_scale * patches @ textᵀ, bilinear to the output
+                                            (mean vote: on first read only)
+      -> cls_logits              §4 E.3     VOC20 only: times the [CLS] logits per class
       -> argmax, collapse_background  §4 E.4-5
       -> qkv_cosine_correlation  §4 B       block d-1, mean over heads, [CLS] included
       -> subtract_cls_row        §4 F       [CLS]-row denoise and clamp
       -> dbscan                  §4 G
       -> cluster_soft_masks, region_map  §4 H   x4 bilinear, 7x7 median, bilinear, argmax
       -> majority_vote           §4 I       ties to the smallest id; raw argmax when no cluster exists
+         or grid_region_means    §10        mean_logits: the upsampled logits' region means, from the grid
 
 No dataset names appear here: the dataset supplies ``n_foreground`` (background collapse) and
 ``cls_product`` through :class:`CLIPtraseOptions`.
@@ -38,14 +40,16 @@ from cliptrase.method.labels import (
     Deferred,
     SegmentOutput,
     argmax_channels,
+    cls_logits,
     collapse_background,
-    label_patches,
+    grid_logits,
+    label_grid,
 )
 from cliptrase.method.vote import (
     cluster_soft_masks,
+    grid_region_means,
     majority_vote,
     region_map,
-    region_means,
     spread_regions,
 )
 from cliptrase.models.dense import DenseFeatures, LastBlockSpec, TowerRequest
@@ -138,12 +142,14 @@ def cliptrase_segment(
         out_hw: output size (S, S in the paper protocol).
         opts: post-processing options.
     """
-    out = label_patches(
-        features, text, logit_scale, out_hw, n_foreground=opts.n_foreground, cls_product=opts.cls_product
-    )
+    mean_vote = opts.cluster and opts.vote == "mean_logits"
+    with stage("logits"):
+        grid = grid_logits(features, text, logit_scale)
+        factor = cls_logits(features, text, logit_scale) if opts.cls_product else None
+    # the mean vote needs only the grid: the full-size logits are formed if someone reads them
+    out = label_grid(grid, out_hw, n_foreground=opts.n_foreground, cls_factor=factor, lazy=mean_vote)
     if not opts.cluster:
         return out
-    logits = out.logits
 
     with stage("clustering"):
         corr = correlation_matrix(features, opts.correlation_block, opts.correlation)
@@ -159,29 +165,40 @@ def cliptrase_segment(
             masks, features.grid_hw, out_hw, ratio=opts.upsample_ratio, median_size=opts.median_size
         )
         clustered = labels.max(dim=1).values >= 0
-        has_cluster = clustered[:, None, None]
         out.regions, out.clustered = regions, clustered
-        if opts.vote == "majority":
-            n_labels = logits.shape[1] if opts.n_foreground is None else opts.n_foreground + 1
+        if not mean_vote:
+            n_labels = grid.shape[1] if opts.n_foreground is None else opts.n_foreground + 1
             voted = majority_vote(out.raw_pred, regions, n_clusters, n_labels)
-            out.pred = torch.where(has_cluster, voted, out.raw_pred)
+            out.pred = torch.where(clustered[:, None, None], voted, out.raw_pred)
             return out
-        # the region means are what the vote computes; the maps they make and their argmax are read lazily
-        # (sliding windows score the K rows per window, never the H x W maps)
-        means = region_means(logits, regions, n_clusters)
-        out.region_logits, out.raw_logits = means, logits
-        raw_pred = out.stored("raw_pred")  # the Deferred argmax: not computed here
-
-        def voted_logits() -> Tensor:
-            spread = spread_regions(means, regions)
-            return spread if bool(clustered.all()) else torch.where(has_cluster[:, None], spread, logits)
-
-        def voted_pred() -> Tensor:
-            voted = collapse_background(argmax_channels(spread_regions(means, regions)), opts.n_foreground)
-            return torch.where(has_cluster, voted, Deferred.read(raw_pred))
-
-        out.logits, out.pred = Deferred(voted_logits), Deferred(voted_pred)
+        # the region means of the upsampled logits, computed on the grid (the [CLS] product is a
+        # per-channel factor); the maps they make and their argmax are read lazily (sliding windows score
+        # the K rows per window, never the H x W maps)
+        scaled = grid if factor is None else grid * factor[:, :, None, None]
+        out.region_logits = grid_region_means(scaled, regions, n_clusters)
+        out.raw_logits = out.stored("logits")
+        _vote_lazily(out, opts.n_foreground)
     return out
+
+
+def _vote_lazily(out: SegmentOutput, n_foreground: int | None) -> None:
+    """``out.logits`` / ``out.pred`` as :class:`Deferred` maps of the region means (``region_logits``) for
+    the clustered images, the raw logits / argmax for the others (read only if some image has no cluster)."""
+    means, regions, clustered = out.region_logits, out.regions, out.clustered
+    raw_logits, raw_pred = out.stored("raw_logits"), out.stored("raw_pred")
+    every = bool(clustered.all())
+
+    def voted_logits() -> Tensor:
+        spread = spread_regions(means, regions)
+        if every:
+            return spread
+        return torch.where(clustered[:, None, None, None], spread, Deferred.read(raw_logits))
+
+    def voted_pred() -> Tensor:
+        voted = collapse_background(argmax_channels(spread_regions(means, regions)), n_foreground)
+        return voted if every else torch.where(clustered[:, None, None], voted, Deferred.read(raw_pred))
+
+    out.logits, out.pred = Deferred(voted_logits), Deferred(voted_pred)
 
 
 @METHODS.register("CLIPtrase")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -155,6 +157,49 @@ def region_means(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
     pixels = logits.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when logits are channels-last
     sums = onehot.transpose(1, 2) @ pixels  # (B, K, C)
     return sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(-1)
+
+
+@functools.lru_cache(maxsize=32)
+def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(n_out, n_in) weights of bilinear interpolation (``align_corners=False``) along one axis.
+
+    The library's own weights: ``F.interpolate`` applied to the n_in one-hot rows (the other axis kept at
+    size 1, where the weights are 1), so ``Wy @ g @ Wxᵀ`` is ``F.interpolate(g, (H, W))`` up to float
+    rounding. Cached per size pair (the result is shared: do not modify it).
+    """
+    eye = torch.eye(n_in, dtype=dtype, device=device).reshape(1, n_in, 1, n_in)
+    weights = F.interpolate(eye, size=(1, n_out), mode="bilinear", align_corners=False)  # (1, n_in, 1, n_out)
+    return weights[0, :, 0, :].t().contiguous()
+
+
+def grid_region_means(grid: Tensor, regions: Tensor, n_regions: int) -> Tensor:
+    """:func:`region_means` of the grid logits bilinear to the regions' size, without forming them.
+
+    Bilinear upsampling is linear and separable, ``up = Wy · g · Wxᵀ`` (:func:`interpolation_matrix`), so
+    region k's sum is ``Σ_ij M_k[i, j] g[:, i, j]`` with ``M_k = Wyᵀ R_k Wx`` (R_k the region's indicator):
+    a (K, h·w) weight table per image times the (h·w, C) grid. Equal to
+    ``region_means(F.interpolate(grid, regions' size, bilinear), regions, n_regions)`` up to float rounding
+    (a different summation order).
+
+    Args:
+        grid: (B, C, h, w) logits on the patch grid, any memory format.
+        regions: (B, H, W) region ids in 0..n_regions-1.
+
+    Returns:
+        (B, K, C) means; a region without pixels has zeros.
+    """
+    b, c, h, w = grid.shape
+    big_h, big_w = regions.shape[-2:]
+    wy = interpolation_matrix(h, big_h, grid.dtype, grid.device)  # (H, h)
+    wx = interpolation_matrix(w, big_w, grid.dtype, grid.device)  # (W, w)
+    onehot = torch.zeros(b, big_h, big_w, n_regions, dtype=grid.dtype, device=grid.device)
+    onehot.scatter_(3, regions.unsqueeze(-1), 1.0)  # (B, H, W, K)
+    rows = wy.t() @ onehot.reshape(b, big_h, big_w * n_regions)  # (B, h, W·K): Σ_y Wy[y, i] R_k[y, x]
+    table = rows.reshape(b, h, big_w, n_regions).transpose(2, 3) @ wx  # (B, h, K, w)
+    table = table.permute(0, 2, 1, 3).reshape(b, n_regions, h * w)  # (B, K, h·w): M_k flattened
+    pixels = grid.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when the grid is channels-last
+    counts = onehot.sum(dim=(1, 2))  # (B, K) pixels per region, exact
+    return (table @ pixels) / counts.clamp_min(1).unsqueeze(-1)
 
 
 def spread_regions(means: Tensor, regions: Tensor) -> Tensor:
