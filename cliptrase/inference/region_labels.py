@@ -45,7 +45,7 @@ MARGIN = 2.0**-16
 """Slack of every bound, relative to the largest |score|: far above the float32 rounding of the kernel's three
 multiply-adds (< 2**-22 relative), so no bound excludes a prompt that can reach a pixel's top score."""
 
-PAIR_CHUNK = 1 << 21
+PAIR_CHUNK = 1 << 18
 """(pixel, prompt) values evaluated at once."""
 
 
@@ -287,11 +287,15 @@ def _candidates(table: Tensor, quads: Tensor, margin: float) -> Tensor:
     out = torch.zeros(quads.shape[0], n_prompts, dtype=torch.bool)
     listed = min(SHORTLIST, n_prompts)
     top = table.topk(listed, dim=1)
-    pool = top.indices.index_select(0, quads.reshape(-1)).view(quads.shape[0], -1)  # (T, 4 * listed), repeats
-    keep, low = _bounded(_flat(table, pool[:, None, :])(quads[:, :, None]), margin)
-    out.scatter_(1, pool, keep)  # a repeated prompt has the same keep everywhere: its columns are equal
-    last = top.values[:, -1].take(quads)  # (T, 4): each corner's last listed value
-    full = (last + margin >= low - margin).any(dim=1).nonzero().squeeze(1)
+    last = top.values[:, -1]  # each row's last listed value
+    full = []
+    for ids in torch.arange(quads.shape[0]).split(max(PAIR_CHUNK // (16 * listed), 1)):
+        quad = quads[ids]
+        pool = top.indices.index_select(0, quad.reshape(-1)).view(ids.numel(), -1)  # (n, 4 * listed), repeats
+        keep, low = _bounded(_flat(table, pool[:, None, :])(quad[:, :, None]), margin)
+        out[ids] = torch.zeros_like(out[ids]).scatter_(1, pool, keep)  # repeats: equal columns, equal keep
+        full.append(ids[(last.take(quad) + margin >= low - margin).any(dim=1)])
+    full = torch.cat(full)
     for ids in full.split(max(PAIR_CHUNK // (4 * n_prompts), 1)):
         out[ids] = _bounded(table.index_select(0, quads[ids].reshape(-1)).view(-1, 4, n_prompts), margin)[0]
     return out

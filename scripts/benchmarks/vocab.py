@@ -3,7 +3,8 @@ PC-459's 459) on synthetic 512x683 images.
 
 1. The full-resolution scoring step alone (window-resolution prompt scores -> labels at the image size),
    the untiled path (every prompt map upsampled, then ``scores_to_labels``) against the chunked
-   ``upsampled_labels``: time, measured peak memory of the step, and pixels whose label differs.
+   ``upsampled_labels``: time, measured peak memory of the step, and pixels whose label differs; then
+   CLIPtrase's region rows (``RegionScores``) labelled by ``region_labels`` against the untiled path.
 2. The harness (``table``'s cell: mmengine loop, loader workers, metric) on each vocabulary's layout with
    the bare open_clip encoder on the same windows: s/image, ratio, stage breakdown.
 """
@@ -15,7 +16,9 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from cliptrase.inference.region_labels import region_labels
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
+from cliptrase.inference.window_scores import RegionScores
 from cliptrase.utils.device import resolve_device
 
 from .cell import cell_overrides
@@ -45,8 +48,21 @@ def scoring_inputs(dataset: str, device: torch.device, seed: int = 0):
     return scores.to(device), prompt_to_class.to(device), n_classes, prob_thd
 
 
+def region_inputs(dataset: str, seed: int = 0) -> RegionScores:
+    """Region rows shaped as CLIPtrase's stitched windows for a :data:`SYNTH_HW` image: ~600 rows (the
+    distinct window-region combinations of ViT-B/16 random weights) over a map of 7x9-pixel blocks."""
+    n_prompts, _, short, _ = VOCABULARIES[dataset]
+    gen = torch.Generator().manual_seed(seed)
+    h, w = short, round(SYNTH_HW[1] * short / SYNTH_HW[0])
+    blocks = torch.randint(0, 600, (h // 7 + 1, w // 9 + 1), generator=gen, dtype=torch.int32)
+    index = blocks.repeat_interleave(7, 0).repeat_interleave(9, 1)[:h, :w].contiguous()
+    return RegionScores(0.2 + 0.01 * torch.randn(600, n_prompts, generator=gen), index)
+
+
 def untiled(scores, size, prompt_to_class, n_classes, prob_thd):
     """The path ``upsampled_labels`` replaces (every prompt map at full size)."""
+    if isinstance(scores, RegionScores):
+        scores = scores.dense()
     full = F.interpolate(scores.contiguous()[None], size=size, mode="bilinear", align_corners=False)[0]
     return scores_to_labels(full, prompt_to_class, n_classes, 40.0, prob_thd)
 
@@ -55,17 +71,26 @@ def tiled(scores, size, prompt_to_class, n_classes, prob_thd):
     return upsampled_labels(scores, size, prompt_to_class, n_classes, 40.0, prob_thd)
 
 
+def regions(scores, size, prompt_to_class, n_classes, prob_thd):
+    labels = region_labels(scores, size, prompt_to_class, n_classes, 40.0, prob_thd)
+    if labels is None:
+        raise RuntimeError("region_labels does not apply (not the CPU, or an unreproduced PyTorch kernel)")
+    return labels
+
+
 def score_cell(args) -> None:
     """The scoring step of one vocabulary and path in this process: time, peak memory, labels digest."""
     device = resolve_device(args.device)
     scores, p2c, n_classes, prob_thd = scoring_inputs(args.dataset, device)
-    fn = {"untiled": untiled, "tiled": tiled}[args.path]
+    if args.path in ("regions", "regions-untiled"):
+        scores = region_inputs(args.dataset)
+    fn = {"untiled": untiled, "tiled": tiled, "regions": regions, "regions-untiled": untiled}[args.path]
     peak = StepPeak(str(device))
     fn(scores, SYNTH_HW, p2c, n_classes, prob_thd)  # warm-up
     with peak.measure():
         labels = fn(scores, SYNTH_HW, p2c, n_classes, prob_thd)
     seconds = timed(lambda: fn(scores, SYNTH_HW, p2c, n_classes, prob_thd), args.repeats, warmup=0)
-    other = (untiled if args.path == "tiled" else tiled)(scores, SYNTH_HW, p2c, n_classes, prob_thd)
+    other = (tiled if args.path == "untiled" else untiled)(scores, SYNTH_HW, p2c, n_classes, prob_thd)
     emit(
         {
             "seconds": seconds,
@@ -129,6 +154,27 @@ def bench_vocab(args) -> None:
             f"{u['seconds'] / t['seconds']:>8.1f}x {t['differ']:>7}/{t['pixels']}",
             flush=True,
         )
+    if device.type == "cpu":
+        print(
+            "\nregion rows (CLIPtrase's voted windows: 600 rows over 7x9 blocks), untiled vs region_labels "
+            "(inference/region_labels.py; CPU only)"
+        )
+        print(
+            f"{'vocabulary':<11} {'prompts':>7} {'untiled s':>10} {'peak MB':>8} {'regions s':>10} "
+            f"{'peak MB':>8} {'speed-up':>9} {'labels differ':>14}"
+        )
+        for dataset in datasets:
+            r = {
+                path: run_cell(["score-cell", dataset, path, str(device), str(args.repeats)])
+                for path in ("regions-untiled", "regions")
+            }
+            u, t = r["regions-untiled"], r["regions"]
+            print(
+                f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} {u['seconds']:>10.3f} {u['peak_mb']:>8.1f} "
+                f"{t['seconds']:>10.3f} {t['peak_mb']:>8.1f} {u['seconds'] / t['seconds']:>8.1f}x "
+                f"{t['differ']:>7}/{t['pixels']}",
+                flush=True,
+            )
     if args.skip_harness:
         return
     images = args.images or (64 if cuda else 4)
