@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,17 +24,243 @@ def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(idx >= n, period - 1 - idx, idx)
 
 
+MEDIAN_NETWORK_MAX_SIZE = 15
+"""Largest window side :func:`median_filter2d` computes with min/max networks (:func:`_median_plan`; 2674
+operations per pixel at 15, two to three times faster than the gather there); wider windows gather their
+values and take ``median``."""
+
 MEDIAN_CHUNK_VALUES = 1 << 22
-"""Window values :func:`median_filter2d` gathers at once (16 MiB in fp32): bounded, so the buffer is reused
-from the heap rather than freshly mapped (and page-faulted) for every batch of maps."""
+"""Window values the gather fallback of :func:`median_filter2d` (windows wider than
+:data:`MEDIAN_NETWORK_MAX_SIZE`) materialises at once (16 MiB in fp32); off CPU, the padded pixels of one
+chunk of the median networks."""
+
+MEDIAN_CHUNK_PIXELS = 1 << 15
+"""Padded pixels (maps x (H + 2 pad) x (W + 2 pad)) in one chunk of the median networks on CPU.
+
+Under torch's 32768-element grain every operation runs on the calling thread, and the chunks are spread
+over ``torch.get_num_threads()`` Python threads: splitting each of the ~300 operations of a chunk over
+torch's threads instead (one 2**17 chunk) was as fast on 2 threads at best, but every operation waits for
+both threads, and with other processes on the cores a call took 5-40x longer (1.8 s for one image's
+masks in the pipeline); the threaded small chunks degrade like any other work."""
+
+
+CompareExchange = Callable[[int, int], tuple[int, int]]
+"""Adds a compare-exchange of two wires to a network being built and returns its (min, max) wires."""
+
+
+class _Network(NamedTuple):
+    """A straight-line program of elementwise ``minimum`` / ``maximum`` over ``n_inputs`` planes.
+
+    ``steps`` are ``(is_max, a, b, slot)``: operands index the inputs (``0..n_inputs-1``) or, from
+    ``n_inputs`` on, a slot of the work buffer; the result is written to ``slot``. ``outputs`` index the
+    same way.
+    """
+
+    n_inputs: int
+    n_slots: int
+    steps: tuple[tuple[bool, int, int, int], ...]
+    outputs: tuple[int, ...]
+
+
+def _odd_even_merge(ce: CompareExchange, a: list[int], b: list[int]) -> list[int]:
+    """Batcher's odd-even merge of two sorted wire lists of any lengths; ``ce`` adds a compare-exchange."""
+    if not a or not b:
+        return a + b
+    if len(a) == 1 and len(b) == 1:
+        return list(ce(a[0], b[0]))
+    even = _odd_even_merge(ce, a[0::2], b[0::2])
+    odd = _odd_even_merge(ce, a[1::2], b[1::2])
+    out = [even[0]]
+    i = 0
+    while i < len(odd) and i + 1 < len(even):
+        out += ce(odd[i], even[i + 1])
+        i += 1
+    return out + odd[i:] + even[i + 1 :]
+
+
+def _merge_all(ce: CompareExchange, lists: list[list[int]]) -> list[int]:
+    """Merge sorted wire lists pairwise, level by level, into one sorted list."""
+    while len(lists) > 1:
+        merged = [_odd_even_merge(ce, lists[i], lists[i + 1]) for i in range(0, len(lists) - 1, 2)]
+        lists = merged + lists[len(merged) * 2 :]
+    return lists[0]
+
+
+def _compile(n_inputs: int, build: Callable[[CompareExchange], list[int]]) -> _Network:
+    """Build a network with ``build(ce)`` (wires ``0..n_inputs-1`` are the inputs; it returns the wanted
+    output wires), drop every min/max no output depends on, and give each result a buffer slot that is
+    reused once its last reader has run."""
+    nodes: list[tuple[bool, int, int]] = []  # wire n_inputs + i is nodes[i]
+
+    def ce(a: int, b: int) -> tuple[int, int]:
+        nodes.extend(((False, a, b), (True, a, b)))
+        return n_inputs + len(nodes) - 2, n_inputs + len(nodes) - 1
+
+    outputs = build(ce)
+    live = set(outputs)
+    for wire in range(n_inputs + len(nodes) - 1, n_inputs - 1, -1):
+        if wire in live:
+            live.update(nodes[wire - n_inputs][1:])
+    kept = [w for w in range(n_inputs, n_inputs + len(nodes)) if w in live]
+    last_read: dict[int, int] = {}
+    for step, wire in enumerate(kept):
+        for operand in nodes[wire - n_inputs][1:]:
+            last_read[operand] = step
+    slot_of: dict[int, int] = {}
+    free: list[int] = []
+    n_slots = 0
+    steps = []
+    for step, wire in enumerate(kept):
+        is_max, a, b = nodes[wire - n_inputs]
+        # an operand read for the last time here frees its slot for this very result (same memory,
+        # elementwise: safe); a compare-exchange's two halves both read a and b, so the first half
+        # never frees them
+        for operand in {a, b}:
+            if operand >= n_inputs and last_read[operand] == step and operand not in outputs:
+                free.append(slot_of[operand])
+        if free:
+            slot_of[wire] = free.pop()
+        else:
+            slot_of[wire] = n_slots
+            n_slots += 1
+        index = {w: (w if w < n_inputs else n_inputs + slot_of[w]) for w in (a, b)}
+        steps.append((is_max, index[a], index[b], slot_of[wire]))
+    outs = tuple(w if w < n_inputs else n_inputs + slot_of[w] for w in outputs)
+    return _Network(n_inputs, n_slots, tuple(steps), outs)
+
+
+def _reads(net: _Network) -> set[int]:
+    """The inputs ``net`` reads."""
+    used = {o for step in net.steps for o in step[1:3]} | set(net.outputs)
+    return {i for i in used if i < net.n_inputs}
+
+
+def _pick(wires: list[int], ranks: list[int]) -> list[int]:
+    """``wires[q]`` for each q in ``ranks``."""
+    return [wires[q] for q in ranks]
+
+
+def _merge_ranks(m: int, ranks: list[int]) -> Callable[[CompareExchange], list[int]]:
+    """Builder for :func:`_compile`: merge sorted inputs ``0..m-1`` and ``m..2m-1``, keep ``ranks``."""
+
+    def build(ce: CompareExchange) -> list[int]:
+        return _pick(_odd_even_merge(ce, list(range(m)), list(range(m, 2 * m))), ranks)
+
+    return build
+
+
+class _MedianPlan(NamedTuple):
+    """Min/max networks of a ``size`` x ``size`` median (:func:`_median_plan`).
+
+    A block of ``k`` adjacent columns (k a power of two) at every padded column position is a sorted list of
+    ``k * size`` window values; only ``ranks[k]`` of it are computed. ``column`` sorts a column (k = 1);
+    ``stages`` (k = 2, 4, ...) merge the blocks of k / 2 at c and c + k / 2; ``final`` takes
+    ``final_inputs`` (k, rank, column offset in the window) and returns the window's middle value.
+    """
+
+    column: _Network
+    stages: tuple[tuple[int, _Network], ...]
+    ranks: dict[int, tuple[int, ...]]
+    final: _Network
+    final_inputs: tuple[tuple[int, int, int], ...]
+
+
+@functools.cache
+def _median_plan(size: int) -> _MedianPlan:
+    """Plan the median of ``size`` x ``size`` windows as min/max networks shared by neighbouring windows.
+
+    Every sorted column is shared by the ``size`` windows that contain it, and every block of 2, 4, ...
+    columns (merged with Batcher's odd-even merge) by the windows that contain the block. A window is cut
+    into blocks by the binary digits of ``size`` (7 = 4 + 2 + 1). Of a block of n values, rank q lies at
+    rank q .. q + size**2 - n of the window, so only ranks that can be the middle one enter the final merge
+    (smallest blocks first), the middle rank lowered by the count dropped below; then every comparator half
+    no output depends on is dropped (size 7: 294 minimum / maximum per pixel; 394 with sorted columns but
+    no shared blocks). Min/max networks select by value, so ties give the value a full sort gives,
+    and a NaN anywhere in a window reaches its output (every input of a selection network has a path to it,
+    and ``minimum`` / ``maximum`` propagate NaN), as ``median`` returns NaN for it.
+    """
+    n = size * size
+    middle = (n - 1) // 2
+    widths = [1 << b for b in reversed(range(size.bit_length())) if size >> b & 1]  # columns per block
+    offsets = [sum(widths[:i]) for i in range(len(widths))]
+    lists: list[list[int]] = []
+    final_inputs: list[tuple[int, int, int]] = []
+    rank = middle
+    for k, offset in sorted(zip(widths, offsets)):
+        low, high = max(0, middle - (n - k * size)), min(k * size - 1, middle)
+        rank -= low
+        lists.append(list(range(len(final_inputs), len(final_inputs) + high - low + 1)))
+        final_inputs += [(k, q, offset) for q in range(low, high + 1)]
+    final = _compile(len(final_inputs), lambda ce: [_merge_all(ce, lists)[rank]])
+    need: dict[int, set[int]] = {}
+    for i in _reads(final):
+        k, q, _ = final_inputs[i]
+        need.setdefault(k, set()).add(q)
+    stages = []
+    k = widths[0]
+    while k > 1:
+        m = k // 2 * size
+        net = _compile(2 * m, _merge_ranks(m, sorted(need[k])))
+        need.setdefault(k // 2, set()).update(i % m for i in _reads(net))
+        stages.append((k, net))
+        k //= 2
+    column_ranks = sorted(need[1])
+    column = _compile(size, lambda ce: _pick(_merge_all(ce, [[i] for i in range(size)]), column_ranks))
+    ranks = {k: tuple(sorted(q)) for k, q in need.items()}
+    return _MedianPlan(column, tuple(reversed(stages)), ranks, final, tuple(final_inputs))
+
+
+def _run_network(net: _Network, inputs: list[Tensor | None], work: Tensor) -> list[Tensor]:
+    """Evaluate ``net`` on equally shaped ``inputs`` (``None`` where it reads none) with ``work``
+    (n_slots, *shape) as its slots."""
+    values = [*inputs, *work.unbind(0)]
+    for is_max, a, b, slot in net.steps:
+        (torch.maximum if is_max else torch.minimum)(values[a], values[b], out=values[net.n_inputs + slot])
+    return [values[o] for o in net.outputs]
+
+
+class _MedianWork:
+    """Work buffers of the networks of one :class:`_MedianPlan` for chunks of up to ``n`` (H, W) maps."""
+
+    def __init__(self, plan: _MedianPlan, h: int, w: int, n: int, like: Tensor):
+        pad = (plan.column.n_inputs - 1) // 2
+        width = w + 2 * pad  # padded columns; a block of k columns starts at width - k + 1 of them
+        self.h, self.w = h, w
+        self.spans = {1: width, **{k: width - k + 1 for k, _ in plan.stages}, 0: w}
+        self.networks = {1: plan.column, **dict(plan.stages), 0: plan.final}
+        self.buffers = {
+            k: like.new_empty(net.n_slots * self.spans[k] * h * n) for k, net in self.networks.items()
+        }
+
+    def slots(self, k: int, m: int) -> Tensor:
+        """Network ``k``'s slots for a chunk of ``m`` maps, each a contiguous (span, H, m) plane."""
+        n_slots, span = self.networks[k].n_slots, self.spans[k]
+        return self.buffers[k][: n_slots * span * self.h * m].view(n_slots, span, self.h, m)
+
+
+def _median_of_chunk(plan: _MedianPlan, padded: Tensor, work: _MedianWork) -> Tensor:
+    """(W, H, m) medians of padded maps laid out (W + 2 pad, H + 2 pad, m)."""
+    size, h, w, m = plan.column.n_inputs, work.h, work.w, padded.shape[-1]
+    column = _run_network(plan.column, [padded[:, i : i + h] for i in range(size)], work.slots(1, m))
+    blocks = {1: dict(zip(plan.ranks[1], column))}
+    for k, net in plan.stages:
+        half, span = blocks[k // 2], work.spans[k]
+        inputs = [half.get(q) for q in range(k // 2 * size)]
+        shifted = [p[k // 2 : k // 2 + span] if p is not None else None for p in inputs]
+        inputs = [p[:span] if p is not None else None for p in inputs]
+        blocks[k] = dict(zip(plan.ranks[k], _run_network(net, inputs + shifted, work.slots(k, m))))
+    windows = [blocks[k][q][offset : offset + w] for k, q, offset in plan.final_inputs]
+    return _run_network(plan.final, windows, work.slots(0, m))[0]
 
 
 def median_filter2d(x: Tensor, size: int) -> Tensor:
     """2-D median filter equal to ``scipy.ndimage.median_filter(x, size=size)`` (mode ``reflect``).
 
-    The median of an odd-sized window is one of its values, so this is exact, not approximate. Maps are
-    filtered a chunk at a time (:data:`MEDIAN_CHUNK_VALUES`), and a map that is NaN everywhere (an empty
-    cluster slot) is NaN in the output without being filtered (every window median of it is NaN).
+    The median of an odd-sized window is one of its values, so this is exact, not approximate: up to
+    :data:`MEDIAN_NETWORK_MAX_SIZE` it is selected by min/max networks (:func:`_median_plan`) over whole
+    planes of pixels, on CPU :data:`MEDIAN_CHUNK_PIXELS` at a time in ``torch.get_num_threads()`` threads;
+    wider windows gather their values and take ``median``. A window containing a NaN gives NaN, and a map
+    that is NaN everywhere (an empty cluster slot) is NaN in the output without being filtered.
 
     Args:
         x: (..., H, W) float tensor; each (H, W) map is filtered independently.
@@ -51,11 +280,36 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
     maps = x.reshape(-1, h, w)
     out = torch.full_like(maps, torch.nan)
     todo = (~torch.isnan(maps).flatten(1).all(dim=1)).nonzero().squeeze(1)
-    per_chunk = max(MEDIAN_CHUNK_VALUES // (h * w * size * size), 1)
-    for ids in todo.split(per_chunk):
-        padded = maps[ids][:, rows, :][:, :, cols]
-        windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (n, H, W, size, size)
-        out[ids] = windows.flatten(-2).median(dim=-1).values
+    if size > MEDIAN_NETWORK_MAX_SIZE:
+        per_chunk = max(MEDIAN_CHUNK_VALUES // (h * w * size * size), 1)
+        for ids in todo.split(per_chunk):
+            padded = maps[ids][:, rows, :][:, :, cols]
+            windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (n, H, W, size, size)
+            out[ids] = windows.flatten(-2).median(dim=-1).values
+        return out.reshape(x.shape)
+    plan = _median_plan(size)
+    width = w + 2 * pad
+    if maps.device.type == "cpu":
+        per_chunk = max(MEDIAN_CHUNK_PIXELS // (width * (h + 2 * pad)), 1)
+    else:  # one launch per operation: as few chunks as possible
+        per_chunk = max(MEDIAN_CHUNK_VALUES // (width * (h + 2 * pad)), 1)
+    chunks = todo.split(per_chunk)
+    workers = min(torch.get_num_threads(), len(chunks)) if maps.device.type == "cpu" else 1
+    # planes are laid out (column, row, map): a shift by whole columns is then a contiguous slice
+    columns_first = maps.permute(2, 1, 0)
+
+    def run(worker: int) -> None:
+        work = _MedianWork(plan, h, w, min(per_chunk, len(todo)), maps)
+        for ids in chunks[worker::workers]:
+            padded = columns_first[:, :, ids][cols][:, rows].contiguous()  # (width, H + 2 pad, m)
+            out[ids] = _median_of_chunk(plan, padded, work).permute(2, 1, 0)
+
+    if workers == 1:
+        run(0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for done in [pool.submit(run, i) for i in range(workers)]:
+                done.result()
     return out.reshape(x.shape)
 
 

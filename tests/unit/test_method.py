@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from cliptrase.method import vote
 from cliptrase.method.correlation import qkv_cosine_correlation
 from cliptrase.method.denoise import subtract_cls_row
 from cliptrase.method.labels import apply_cls_product, collapse_background, patch_logits
@@ -23,19 +24,78 @@ from cliptrase.method.vote import (
 from cliptrase.models.attention import cliptrase_attention, vanilla_attention
 
 
+def _scipy_median(x: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([ndimage.median_filter(m, size=size) for m in x.reshape(-1, *x.shape[-2:])]).reshape(
+        x.shape
+    )
+
+
 @pytest.mark.parametrize("shape", [(56, 56), (84, 84), (3, 3), (1, 5), (13, 40), (2, 7, 9)])
 @pytest.mark.parametrize("size", [1, 3, 7, 9])
 def test_median_filter_equals_scipy(shape, size, rng):
     x = rng.standard_normal(shape).astype(np.float32)
     x[..., 0, :2] = x[..., -1, -1]  # ties
-    ref = np.stack([ndimage.median_filter(m, size=size) for m in x.reshape(-1, *shape[-2:])]).reshape(shape)
     ours = median_filter2d(torch.from_numpy(x), size).numpy()
+    np.testing.assert_array_equal(ours, _scipy_median(x, size))
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 9, 11, 15, 17])
+@pytest.mark.parametrize("levels", [2, 4])
+def test_median_filter_equals_scipy_with_many_ties(size, levels, rng):
+    """Maps of 2 or 4 distinct values: every window is full of ties (with 0/1 maps this is the 0-1
+    principle's test of a min/max network). 17 is past MEDIAN_NETWORK_MAX_SIZE (the gather path)."""
+    x = rng.integers(0, levels, (4, 23, 31)).astype(np.float32)
+    x[1] = x[1] > 0.5 * levels - 1  # mostly ones
+    ours = median_filter2d(torch.from_numpy(x), size).numpy()
+    np.testing.assert_array_equal(ours, _scipy_median(x, size))
+
+
+def test_median_filter_windows_with_nan_give_nan(rng):
+    """A window holding a NaN gives NaN (as ``Tensor.median`` does); the others are scipy's medians."""
+    x = rng.standard_normal((3, 40, 37)).astype(np.float32)
+    x[0, 5, 9] = x[0, 30, 0] = x[2, 39, 36] = np.nan
+    x[1, :, 20:] = np.nan  # a half-empty map
+    has_nan = np.stack([ndimage.maximum_filter(np.isnan(m), size=7, mode="reflect") for m in x])
+    ref = np.where(has_nan, np.nan, _scipy_median(np.nan_to_num(x), 7))
+    ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    assert np.isnan(ours[1, :, 17:]).all() and not np.isnan(ours[1, :, :17]).any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("pixels", [1, 62 * 62 * 2, 62 * 62 * 3 + 5])
+def test_median_filter_chunk_boundaries(pixels, threads, rng, monkeypatch):
+    """Chunks of 1, 2 and 3 maps over 8 maps, two of them empty (all-NaN) slots, in 1 or 2 threads."""
+    monkeypatch.setattr(vote, "MEDIAN_CHUNK_PIXELS", pixels)
+    x = rng.standard_normal((2, 4, 56, 56)).astype(np.float32)
+    x[0, 2] = x[1, 3] = np.nan
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+    finally:
+        torch.set_num_threads(before)
+    ref = _scipy_median(x, 7)
+    ref[0, 2] = ref[1, 3] = np.nan
     np.testing.assert_array_equal(ours, ref)
 
 
-def test_median_filter_rejects_even_size():
-    with pytest.raises(ValueError, match="odd"):
-        median_filter2d(torch.zeros(4, 4), 4)
+def _merge_network(m: int, n: int) -> vote._Network:
+    return vote._compile(m + n, lambda ce: vote._odd_even_merge(ce, list(range(m)), list(range(m, m + n))))
+
+
+@pytest.mark.parametrize("m", range(1, 10))
+def test_merge_network_merges_every_01_input(m):
+    """Batcher's merge of lists of any two lengths, compiled to slots (0-1 principle: a comparator network
+    merges every pair of sorted lists iff it merges every pair of sorted 0-1 lists)."""
+    for n in range(1, 10):
+        net = _merge_network(m, n)
+        for ones_a, ones_b in np.ndindex(m + 1, n + 1):
+            values = [0] * (m - ones_a) + [1] * ones_a + [0] * (n - ones_b) + [1] * ones_b
+            values += [None] * net.n_slots
+            for is_max, x, y, slot in net.steps:
+                values[m + n + slot] = (max if is_max else min)(values[x], values[y])
+            assert [values[o] for o in net.outputs] == sorted(values[: m + n])
 
 
 def test_qkv_cosine_correlation_matches_loops(rng):
