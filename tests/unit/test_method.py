@@ -98,6 +98,38 @@ def test_merge_network_merges_every_01_input(m):
             assert [values[o] for o in net.outputs] == sorted(values[: m + n])
 
 
+def _reference_correlation(q, k, v):
+    """The formula as written: per-head cosine Gram matrices of q, k, v, averaged, mean over heads."""
+
+    def cos(x):
+        x = torch.nn.functional.normalize(x, dim=-1)
+        return x @ x.transpose(-2, -1)
+
+    per_head = (cos(q) + cos(k) + cos(v)) / 3
+    return per_head.sum(dim=1) / per_head.shape[1]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 6])
+def test_qkv_cosine_correlation_bit_equal_to_the_formula(batch):
+    """Bit for bit the direct formula, on q / k / v laid out as the tower's (strided views of one
+    (B, L, 3, heads, d) projection) and on contiguous ones."""
+    g = torch.Generator().manual_seed(batch)
+    qkv = torch.randn(batch, 197, 3, 12, 64, generator=g) * 3 + torch.randn(64, generator=g)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
+    q, k, v = (t.contiguous() for t in (q, k, v))
+    assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
+
+
+def test_qkv_cosine_correlation_bit_equal_on_tower_qkv(golden_clip):
+    feats = Predictor(golden_clip).encode(
+        torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+    )
+    assert feats.qkv
+    for q, k, v in feats.qkv.values():
+        assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
+
+
 def test_qkv_cosine_correlation_matches_loops(rng):
     q, k, v = (torch.from_numpy(rng.standard_normal((2, 3, 5, 4)).astype(np.float32)) for _ in range(3))
     out = qkv_cosine_correlation(q, k, v)
