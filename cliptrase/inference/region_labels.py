@@ -139,26 +139,30 @@ class _Grid:
         a, b, d, e = (self.per_pixel(v) for v in corner_values)
         return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
 
-    def pair_values(self, table: Tensor, prompts: Tensor, pixels: Tensor, arithmetic: str) -> Tensor:
-        """Upsampled values of ``prompts`` (n,) at flat output ``pixels`` (n,): the kernel's arithmetic
-        (``"fma"``/``"plain"``, bit for bit) or ``"approx"`` (plain float32, within a few roundings)."""
-        y, x = pixels // self.shape[1], pixels % self.shape[1]
+    def sources(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """(4, n) source row ids and (4, n) weights (column u0, u1, row w0, w1) of flat output ``pixels``."""
+        y, x = pixels.div(self.shape[1], rounding_mode="floor"), pixels.remainder(self.shape[1])
         r, c = self.rows, self.cols
-        at = _flat(table, prompts)
-        corners = tuple(at(self.source_rows(i, j)) for i in (r.i0[y], r.i1[y]) for j in (c.i0[x], c.i1[x]))
-        weights = (c.w0[x], c.w1[x], r.w0[y], r.w1[y])
+        i0, i1, j0, j1 = r.i0.take(y), r.i1.take(y), c.i0.take(x), c.i1.take(x)
+        rows = torch.stack([self.source_rows(i, j) for i in (i0, i1) for j in (j0, j1)])
+        weights = torch.stack([c.w0.take(x), c.w1.take(x), r.w0.take(y), r.w1.take(y)])
+        return rows, weights
+
+    def pair_values(
+        self, table: Tensor, prompts: Tensor, sources: tuple[Tensor, Tensor], arithmetic: str
+    ) -> Tensor:
+        """Upsampled values of ``prompts`` (n,) at the pixels whose :meth:`sources` are given (4, n each):
+        the kernel's arithmetic (``"fma"``/``"plain"``, bit for bit) or ``"approx"`` (plain float32, within a
+        few roundings)."""
+        rows, weights = sources
+        corners = _flat(table, prompts)(rows)  # (4, n)
         return bilinear.gathered_values(*corners, *weights, "plain" if arithmetic == "approx" else arithmetic)
 
     def pixel_rows(self, table: Tensor, pixels: Tensor) -> Tensor:
         """(n, P) upsampled values of every prompt at flat output ``pixels`` (n,), plain float32."""
-        y, x = pixels // self.shape[1], pixels % self.shape[1]
-        r, c = self.rows, self.cols
-        u0, u1, w0, w1 = c.w0[x, None], c.w1[x, None], r.w0[y, None], r.w1[y, None]
-        a, b, d, e = (
-            table.index_select(0, self.source_rows(i, j))
-            for i in (r.i0[y], r.i1[y])
-            for j in (c.i0[x], c.i1[x])
-        )
+        rows, weights = self.sources(pixels)
+        a, b, d, e = (table.index_select(0, r) for r in rows)
+        u0, u1, w0, w1 = weights[:, :, None]
         return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
 
     def source_rows(self, i: Tensor, j: Tensor) -> Tensor:
@@ -172,7 +176,7 @@ def _winners(
     """((H, W) best score or None, (H, W) int64 label); prompts scoring ``-inf`` in ``table`` are out."""
     # step 2: cells settled by their corners' best prompt
     top_prompt = table.argmax(dim=1)
-    top_class = prompt_class[top_prompt]
+    top_class = prompt_class.take(top_prompt)
     if with_best:  # the runner-up over every other prompt: p* is the best prompt, its value the best score
         rival = table.scatter(1, top_prompt[:, None], -torch.inf).amax(dim=1)
     else:  # over the prompts of other classes
@@ -200,39 +204,40 @@ def _winners(
     cell_combination[open_cells[:, 0], open_cells[:, 1]] = combination
     pixel_combination = grid.per_pixel(cell_combination).reshape(-1)
     pixels = (pixel_combination >= 0).nonzero().squeeze(1)
-    pixel_combination = pixel_combination[pixels]
+    pixel_combination = pixel_combination.take(pixels)
     flat_labels = labels.view(-1)
     flat_best = None if best is None else best.view(-1)
 
     n_cand = candidates.sum(dim=1)
-    one = n_cand[pixel_combination] == 1
+    per_pixel = n_cand.take(pixel_combination)
+    one = per_pixel == 1
     single = pixels[one]
-    only = candidates.to(torch.uint8).argmax(dim=1)[pixel_combination[one]]  # the one candidate
-    flat_labels[single] = prompt_class[only]
+    only = candidates.to(torch.uint8).argmax(dim=1).take(pixel_combination[one])  # the one candidate
+    flat_labels[single] = prompt_class.take(only)
     if flat_best is not None:
         for ids in torch.arange(single.numel()).split(PAIR_CHUNK):
-            flat_best[single[ids]] = grid.pair_values(table, only[ids], single[ids], "approx")
+            flat_best[single[ids]] = grid.pair_values(table, only[ids], grid.sources(single[ids]), "approx")
 
-    several, combos = pixels[~one], pixel_combination[~one]
+    several, combos, per_pixel = pixels[~one], pixel_combination[~one], per_pixel[~one]
     if not several.numel():
         return best, labels
     # the candidates of every combination with several, combination after combination
     offsets = torch.cumsum(n_cand, 0) - n_cand
     flat = candidates.nonzero()[:, 1]
-    per_pixel = n_cand[combos]
     none = int(prompt_class.max()) + 1  # above every class: the identity of a class minimum
     start = 0
     for stop in _chunk_bounds(per_pixel, PAIR_CHUNK):
         px, k, combo = several[start:stop], per_pixel[start:stop], combos[start:stop]
         start = stop
         local = torch.repeat_interleave(torch.arange(px.numel()), k)
-        within = torch.arange(local.numel()) - (torch.cumsum(k, 0) - k)[local]
-        prompts = flat[offsets[combo][local] + within]
-        pair_pixel = px[local]
-        approx = grid.pair_values(table, prompts, pair_pixel, "approx")
+        first = torch.cumsum(k, 0) - k  # each pixel's first pair
+        prompts = flat.take(offsets.take(combo).sub_(first).take(local).add_(torch.arange(local.numel())))
+        rows, weights = grid.sources(px)
+        sources = (rows.index_select(1, local), weights.index_select(1, local))  # each pair's pixel's
+        approx = grid.pair_values(table, prompts, sources, "approx")
         top = torch.full((px.numel(),), -torch.inf).scatter_reduce_(0, local, approx, reduce="amax")
-        near = approx >= top[local] - margin  # holds every prompt reaching the exact top
-        near_class = prompt_class[prompts[near]]
+        near = approx >= top.take(local) - margin  # holds every prompt reaching the exact top
+        near_class = prompt_class.take(prompts[near])
         low = torch.full((px.numel(),), none).scatter_reduce_(0, local[near], near_class, reduce="amin")
         high = torch.full((px.numel(),), -1).scatter_reduce_(0, local[near], near_class, reduce="amax")
         flat_labels[px] = low
@@ -240,13 +245,14 @@ def _winners(
             flat_best[px] = top
         undecided = low != high  # candidates of different classes within the margin: exact values decide
         if bool(undecided.any()):
-            pairs = (near & undecided[local]).nonzero().squeeze(1)
-            exact = grid.pair_values(table, prompts[pairs], pair_pixel[pairs], arithmetic)
-            at = local[pairs]
+            pairs = (near & undecided.take(local)).nonzero().squeeze(1)
+            exact_sources = (sources[0].index_select(1, pairs), sources[1].index_select(1, pairs))
+            exact = grid.pair_values(table, prompts.take(pairs), exact_sources, arithmetic)
+            at = local.take(pairs)
             exact_top = torch.full((px.numel(),), -torch.inf).scatter_reduce_(0, at, exact, reduce="amax")
-            reach = exact == exact_top[at]
+            reach = exact == exact_top.take(at)
             cls = torch.full((px.numel(),), none).scatter_reduce_(
-                0, at[reach], prompt_class[prompts[pairs[reach]]], reduce="amin"
+                0, at[reach], prompt_class.take(prompts.take(pairs[reach])), reduce="amin"
             )
             flat_labels[px[undecided]] = cls[undecided]
             if flat_best is not None:
@@ -302,12 +308,23 @@ def _candidates(table: Tensor, quads: Tensor, margin: float) -> Tensor:
 
 
 def _bounded(corners: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    """Step 3's bounds over the prompts of ``corners`` (n, 4, k): (n, k) kept, (n, 1) best smallest corner."""
-    low, strongest = corners.amin(dim=1).max(dim=1, keepdim=True)
-    keep = corners.amax(dim=1) + margin >= low - margin
-    for champion in (strongest, corners.sum(dim=1).argmax(dim=1, keepdim=True)):
-        values = corners.gather(2, champion[:, None, :].expand(-1, 4, -1))  # (n, 4, 1)
-        keep &= ~(values >= corners + margin).all(dim=1)
+    """Step 3's bounds over the prompts of ``corners`` (n, 4, k): (n, k) kept, (n, 1) best smallest corner.
+
+    The reductions over the four corners are written out (a reduction over a middle dimension of size 4 is
+    several times slower on the CPU)."""
+    c = corners.unbind(1)
+    low, strongest = torch.minimum(torch.minimum(c[0], c[1]), torch.minimum(c[2], c[3])).max(
+        dim=1, keepdim=True
+    )
+    high = torch.maximum(torch.maximum(c[0], c[1]), torch.maximum(c[2], c[3]))
+    keep = high.add_(margin) >= low - margin
+    total = (c[0] + c[1]).add_(c[2]).add_(c[3])
+    for champion in (strongest, total.argmax(dim=1, keepdim=True)):
+        beaten = None
+        for corner in c:  # the champion beats the prompt by more than margin at this corner
+            here = corner.gather(1, champion) >= corner + margin
+            beaten = here if beaten is None else beaten.logical_and_(here)
+        keep.logical_and_(beaten.logical_not_())
     return keep, low
 
 
