@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
@@ -34,14 +33,13 @@ MEDIAN_CHUNK_VALUES = 1 << 22
 :data:`MEDIAN_NETWORK_MAX_SIZE`) materialises at once (16 MiB in fp32); off CPU, the padded pixels of one
 chunk of the median networks."""
 
-MEDIAN_CHUNK_PIXELS = 1 << 15
-"""Padded pixels (maps x (H + 2 pad) x (W + 2 pad)) in one chunk of the median networks on CPU.
-
-Under torch's 32768-element grain every operation runs on the calling thread, and the chunks are spread
-over ``torch.get_num_threads()`` Python threads: splitting each of the ~300 operations of a chunk over
-torch's threads instead (one 2**17 chunk) was as fast on 2 threads at best, but every operation waits for
-both threads, and with other processes on the cores a call took 5-40x longer (1.8 s for one image's
-masks in the pipeline); the threaded small chunks degrade like any other work."""
+MEDIAN_CHUNK_PIXELS = 1 << 18
+"""Padded pixels (maps x (H + 2 pad) x (W + 2 pad)) in one chunk of the median networks on CPU: large
+enough that each of the ~300 operations of a chunk spreads over torch's threads (one image's masks are one
+or two chunks), small enough to bound the work buffers (tens of MB). Chunks spread over Python threads
+instead were slower on the idle machine and, worse, slowed everything after them: every calling thread
+gets its own OpenMP team, whose spinning threads took the cores from the image encoder (the standard
+protocol's encoder ran 5-10 % slower, measured by ``scripts/bench.py vocab``)."""
 
 
 CompareExchange = Callable[[int, int], tuple[int, int]]
@@ -258,7 +256,7 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
 
     The median of an odd-sized window is one of its values, so this is exact, not approximate: up to
     :data:`MEDIAN_NETWORK_MAX_SIZE` it is selected by min/max networks (:func:`_median_plan`) over whole
-    planes of pixels, on CPU :data:`MEDIAN_CHUNK_PIXELS` at a time in ``torch.get_num_threads()`` threads;
+    planes of pixels, on CPU :data:`MEDIAN_CHUNK_PIXELS` at a time;
     wider windows gather their values and take ``median``. A window containing a NaN gives NaN, and a map
     that is NaN everywhere (an empty cluster slot) is NaN in the output without being filtered.
 
@@ -293,23 +291,12 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
         per_chunk = max(MEDIAN_CHUNK_PIXELS // (width * (h + 2 * pad)), 1)
     else:  # one launch per operation: as few chunks as possible
         per_chunk = max(MEDIAN_CHUNK_VALUES // (width * (h + 2 * pad)), 1)
-    chunks = todo.split(per_chunk)
-    workers = min(torch.get_num_threads(), len(chunks)) if maps.device.type == "cpu" else 1
     # planes are laid out (column, row, map): a shift by whole columns is then a contiguous slice
     columns_first = maps.permute(2, 1, 0)
-
-    def run(worker: int) -> None:
-        work = _MedianWork(plan, h, w, min(per_chunk, len(todo)), maps)
-        for ids in chunks[worker::workers]:
-            padded = columns_first[:, :, ids][cols][:, rows].contiguous()  # (width, H + 2 pad, m)
-            out[ids] = _median_of_chunk(plan, padded, work).permute(2, 1, 0)
-
-    if workers == 1:
-        run(0)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for done in [pool.submit(run, i) for i in range(workers)]:
-                done.result()
+    work = _MedianWork(plan, h, w, min(per_chunk, len(todo)), maps)
+    for ids in todo.split(per_chunk):
+        padded = columns_first[:, :, ids][cols][:, rows].contiguous()  # (width, H + 2 pad, m)
+        out[ids] = _median_of_chunk(plan, padded, work).permute(2, 1, 0)
     return out.reshape(x.shape)
 
 
