@@ -122,6 +122,22 @@ def vocab_cell(args) -> None:
     emit(measured_cell(overrides, args.backbone, "fp32", device))
 
 
+def _scoring_table(datasets, device, repeats: int, paths: tuple[str, str], label: str) -> None:
+    """A row per vocabulary: the two ``score-cell`` paths (reference, candidate), each in its own process."""
+    print(
+        f"{'vocabulary':<11} {'prompts':>7} {'input':>9} {'untiled s':>10} {'peak MB':>8} "
+        f"{label:>10} {'peak MB':>8} {'speed-up':>9} {'labels differ':>14}"
+    )
+    for dataset in datasets:
+        u, t = (run_cell(["score-cell", dataset, path, str(device), str(repeats)]) for path in paths)
+        print(
+            f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} {'x'.join(map(str, t['input_hw'])):>9} "
+            f"{u['seconds']:>10.3f} {u['peak_mb']:>8.1f} {t['seconds']:>10.3f} {t['peak_mb']:>8.1f} "
+            f"{u['seconds'] / t['seconds']:>8.1f}x {t['differ']:>7}/{t['pixels']}",
+            flush=True,
+        )
+
+
 def bench_vocab(args) -> None:
     from cliptrase.utils.profiling import STAGES
 
@@ -138,43 +154,13 @@ def bench_vocab(args) -> None:
         "\nscoring step (window-resolution scores -> labels at 512x683; median of "
         f"{args.repeats}; peak = measured memory the step adds)"
     )
-    print(
-        f"{'vocabulary':<11} {'prompts':>7} {'input':>9} {'untiled s':>10} {'peak MB':>8} "
-        f"{'tiled s':>8} {'peak MB':>8} {'speed-up':>9} {'labels differ':>14}"
-    )
-    for dataset in datasets:
-        r = {
-            path: run_cell(["score-cell", dataset, path, str(device), str(args.repeats)])
-            for path in ("untiled", "tiled")
-        }
-        u, t = r["untiled"], r["tiled"]
-        print(
-            f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} {'x'.join(map(str, t['input_hw'])):>9} "
-            f"{u['seconds']:>10.3f} {u['peak_mb']:>8.1f} {t['seconds']:>8.3f} {t['peak_mb']:>8.1f} "
-            f"{u['seconds'] / t['seconds']:>8.1f}x {t['differ']:>7}/{t['pixels']}",
-            flush=True,
-        )
+    _scoring_table(datasets, device, args.repeats, ("untiled", "tiled"), "tiled s")
     if device.type == "cpu":
         print(
             "\nregion rows (CLIPtrase's voted windows: 600 rows over 7x9 blocks), untiled vs region_labels "
             "(inference/region_labels.py; CPU only)"
         )
-        print(
-            f"{'vocabulary':<11} {'prompts':>7} {'untiled s':>10} {'peak MB':>8} {'regions s':>10} "
-            f"{'peak MB':>8} {'speed-up':>9} {'labels differ':>14}"
-        )
-        for dataset in datasets:
-            r = {
-                path: run_cell(["score-cell", dataset, path, str(device), str(args.repeats)])
-                for path in ("regions-untiled", "regions")
-            }
-            u, t = r["regions-untiled"], r["regions"]
-            print(
-                f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} {u['seconds']:>10.3f} {u['peak_mb']:>8.1f} "
-                f"{t['seconds']:>10.3f} {t['peak_mb']:>8.1f} {u['seconds'] / t['seconds']:>8.1f}x "
-                f"{t['differ']:>7}/{t['pixels']}",
-                flush=True,
-            )
+        _scoring_table(datasets, device, args.repeats, ("regions-untiled", "regions"), "regions s")
     if args.skip_harness:
         return
     images = args.images or (64 if cuda else 4)
