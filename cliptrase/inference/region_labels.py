@@ -84,7 +84,7 @@ def region_labels(
     arithmetic = bilinear.arithmetic()
     if arithmetic is None:
         return None
-    grid = _Grid(scores.index.long(), height, width, arithmetic)
+    grid = _Grid(scores.index.long().contiguous(), height, width, arithmetic)
     prompt_class = prompt_to_class.cpu().long()
     margin = MARGIN * float(table.abs().max())
     with_best = bool(prob_thd)

@@ -182,3 +182,17 @@ def test_falls_back_where_the_replica_does_not_apply():
     assert torch.equal(
         upsampled_labels(three, (70, 80), p2c[:3], 3, 40.0), scores_to_labels(full, p2c[:3], 3, 40.0)
     )
+
+
+def test_cropped_region_rows():
+    """Region rows cropped out of padded windows (``RegionScores.crop``: a strided row map) label as their
+    dense scores do."""
+    _kernel_arithmetic()
+    scores = _regions(3, 9, (80, 100)).crop(5, 75, 7, 95)
+    assert not scores.index.is_contiguous()
+    p2c = torch.arange(9) % 5
+    dense = scores.dense().contiguous()[None]
+    full = F.interpolate(dense, size=(90, 110), mode="bilinear", align_corners=False)[0]
+    assert torch.equal(region_labels(scores, (90, 110), p2c, 5, 40.0), scores_to_labels(full, p2c, 5, 40.0))
+    index64 = RegionScores(scores.table, _regions(3, 9, (80, 100)).index.long()[5:75, 7:95])
+    assert torch.equal(region_labels(index64, (90, 110), p2c, 5, 40.0), scores_to_labels(full, p2c, 5, 40.0))
