@@ -20,8 +20,9 @@ In sliding windows CLIPtrase clusters and votes inside each window. With ``vote=
 of the standard protocol, as the authors' d2 version) each pixel gets its region's mean cosine score, so
 overlapping windows average like any dense method; with ``vote=majority`` a window contributes a one-hot
 map of its voted labels, and the windows' votes are averaged. Either way a voted window is passed on as
-its K rows and its region map (:class:`~cliptrase.inference.window_scores.RegionScores`), stitched and
-scored a chunk of prompts at a time: the same values as the (P, h, w) maps, which are never formed.
+its K rows and its region map (:class:`~cliptrase.inference.window_scores.RegionScores`), stitched, and
+labelled from the rows (on the CPU without any prompt map, ``inference/region_labels.py``; elsewhere a chunk
+of prompts at a time): the labels of the (P, h, w) maps, which are never formed.
 """
 
 from __future__ import annotations

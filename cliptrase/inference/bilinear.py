@@ -112,9 +112,8 @@ def values(
     """
     i0, i1, w0, w1 = rows.i0[y], rows.i1[y], rows.w0[y], rows.w1[y]
     j0, j1, u0, u1 = cols.i0[x], cols.i1[x], cols.w0[x], cols.w1[x]
-    top = _combine(source[..., i0, j0], u0, source[..., i0, j1], u1, arithmetic)
-    bottom = _combine(source[..., i1, j0], u0, source[..., i1, j1], u1, arithmetic)
-    return _combine(top, w0, bottom, w1, arithmetic)
+    corners = (source[..., i, j] for i in (i0, i1) for j in (j0, j1))
+    return gathered_values(*corners, u0, u1, w0, w1, arithmetic)
 
 
 def gathered_values(

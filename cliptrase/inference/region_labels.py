@@ -135,9 +135,8 @@ class _Grid:
     def plain_values(self, corner_values: Tensor) -> Tensor:
         """(H, W) upsampled values, plain float32 arithmetic, of per-cell corner values (4, n_y, n_x)."""
         r, c = self.rows, self.cols
-        u0, u1, w0, w1 = c.w0[None, :], c.w1[None, :], r.w0[:, None], r.w1[:, None]
-        a, b, d, e = (self.per_pixel(v) for v in corner_values)
-        return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
+        weights = (c.w0[None, :], c.w1[None, :], r.w0[:, None], r.w1[:, None])
+        return bilinear.gathered_values(*(self.per_pixel(v) for v in corner_values), *weights, "plain")
 
     def sources(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
         """(4, n) source row ids and (4, n) weights (column u0, u1, row w0, w1) of flat output ``pixels``."""
@@ -161,9 +160,17 @@ class _Grid:
     def pixel_rows(self, table: Tensor, pixels: Tensor) -> Tensor:
         """(n, P) upsampled values of every prompt at flat output ``pixels`` (n,), plain float32."""
         rows, weights = self.sources(pixels)
-        a, b, d, e = (table.index_select(0, r) for r in rows)
-        u0, u1, w0, w1 = weights[:, :, None]
-        return (a * u0 + b * u1) * w0 + (d * u0 + e * u1) * w1
+        corners = (table.index_select(0, r) for r in rows)
+        return bilinear.gathered_values(*corners, *weights[:, :, None], "plain")
+
+    def combinations(self, cells: Tensor, n_rows: int) -> tuple[Tensor, Tensor]:
+        """The distinct corner combinations of the ``cells`` (n_y, n_x) bool, row ids below ``n_rows``:
+        ((T, 4) row ids, (n_y, n_x) the combination of each of those cells, -1 elsewhere)."""
+        at = cells.nonzero()
+        quads, combination = _distinct_rows(self.corners[:, at[:, 0], at[:, 1]].t(), n_rows)
+        per_cell = torch.full(cells.shape, -1, dtype=torch.long)
+        per_cell[at[:, 0], at[:, 1]] = combination
+        return quads, per_cell
 
     def source_rows(self, i: Tensor, j: Tensor) -> Tensor:
         """Row ids of the source pixels ``(i, j)``."""
@@ -194,14 +201,10 @@ def _winners(
     best = grid.plain_values(corner_values) if with_best else None
 
     # step 3: the other cells, per distinct corner combination
-    open_cells = (~settled).nonzero()
-    if not open_cells.numel():
+    if bool(settled.all()):
         return best, labels
-    quads = corners[:, open_cells[:, 0], open_cells[:, 1]].t()  # (n, 4)
-    quads, combination = _distinct_rows(quads, table.shape[0])
+    quads, cell_combination = grid.combinations(~settled, table.shape[0])
     candidates = _candidates(table, quads, margin)
-    cell_combination = torch.full(corners.shape[1:], -1, dtype=torch.long)
-    cell_combination[open_cells[:, 0], open_cells[:, 1]] = combination
     pixel_combination = grid.per_pixel(cell_combination).reshape(-1)
     pixels = (pixel_combination >= 0).nonzero().squeeze(1)
     pixel_combination = pixel_combination.take(pixels)
@@ -358,14 +361,12 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: Tensor, pr
     log_norm = grid.per_pixel(row_norm.take(corners[0]))
     out = torch.exp(logit_scale * best - log_norm) < prob_thd
     mixed_cells = ~(corners == corners[:1]).all(dim=0)
-    mixed = grid.per_pixel(mixed_cells).reshape(-1).nonzero().squeeze(1)
-    if not mixed.numel():
+    if not bool(mixed_cells.any()):
         return out
     # per distinct corner combination: D[k, j] = softmax(s * s_k) . s_j
-    open_cells = mixed_cells.nonzero()
-    quads, combination = _distinct_rows(corners[:, open_cells[:, 0], open_cells[:, 1]].t(), table.shape[0])
-    cell_combination = torch.zeros(corners.shape[1:], dtype=torch.long)
-    cell_combination[open_cells[:, 0], open_cells[:, 1]] = combination
+    quads, cell_combination = grid.combinations(mixed_cells, table.shape[0])
+    pixel_combination = grid.per_pixel(cell_combination).reshape(-1)
+    mixed = (pixel_combination >= 0).nonzero().squeeze(1)
     dots = torch.empty(quads.shape[0], 4, 4)
     softmax = torch.softmax(logit_scale * table, dim=1)
     for ids in torch.arange(quads.shape[0]).split(max(PAIR_CHUNK // (4 * table.shape[1]), 1)):
@@ -373,11 +374,9 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: Tensor, pr
         sig = softmax.index_select(0, rows).view(-1, 4, table.shape[1])
         dots[ids] = sig @ table.index_select(0, rows).view(-1, 4, table.shape[1]).transpose(1, 2)
 
-    width = grid.shape[1]
-    y, x = mixed // width, mixed % width
-    r, c = grid.rows, grid.cols
-    weights = torch.stack([r.w0[y] * c.w0[x], r.w0[y] * c.w1[x], r.w1[y] * c.w0[x], r.w1[y] * c.w1[x]], dim=1)
-    combo = cell_combination[grid.y_cell[y], grid.x_cell[x]]
+    u0, u1, w0, w1 = grid.sources(mixed)[1]
+    weights = torch.stack([w0 * u0, w0 * u1, w1 * u0, w1 * u1], dim=1)  # the four corners' shares
+    combo = pixel_combination.take(mixed)
     corner_norm = row_norm[quads[combo]]  # (n, 4)
     upper = (weights * corner_norm).sum(dim=1)
     d = dots[combo]  # (n, 4, 4)
