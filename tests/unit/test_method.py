@@ -160,6 +160,21 @@ def test_cliptrase_attention_is_sum_of_three_softmaxes(rng):
     torch.testing.assert_close(vanilla_attention(q, k, v, scale=s, grid_hw=(2, 3)), ref, atol=1e-6, rtol=0)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("batch", "tokens"), [(6, 197), (1, 50), (2, 1 + 7 * 9)])
+def test_cliptrase_attention_keeps_the_bits_of_the_plain_formula(batch, tokens, dtype):
+    """q, k, v as the block hands them over (strided views of the fused projection): the rule's contiguous
+    copies and in-place scale/sum give the same bits as the formula written out of place."""
+    torch.manual_seed(0)
+    qkv = torch.randn(batch, tokens, 3 * 96, dtype=dtype)
+    q, k, v = qkv.reshape(batch, tokens, 3, 3, 32).permute(2, 0, 3, 1, 4).unbind(0)
+    assert not q.is_contiguous()
+    s = 32**-0.5
+    plain = [torch.softmax(s * (t @ t.transpose(-2, -1)), dim=-1) for t in (q, k, v)]
+    want = (plain[0] + plain[1] + plain[2]) @ v
+    assert torch.equal(cliptrase_attention(q, k, v, scale=s, grid_hw=(1, 1)), want)
+
 def test_subtract_cls_row(rng):
     w = torch.from_numpy(rng.uniform(-1, 1, (1, 5, 5)).astype(np.float32))
     ref = np.maximum(w[0, 1:, 1:].numpy() - w[0, 0, 1:].numpy()[None, :], 0)
