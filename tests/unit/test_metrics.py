@@ -90,3 +90,56 @@ def test_iou_metric_per_image_counts_equal_mmseg_areas():
         np.testing.assert_array_equal(inter[i], area_inter.numpy())
         np.testing.assert_array_equal(gt[i], area_gt.numpy())
         np.testing.assert_array_equal(pred[i], area_pred.numpy())
+
+
+def _random_samples(n: int, n_classes: int, shape=(37, 53), seed: int = 0) -> list[dict]:
+    """Random GT / predictions with ignored pixels and labels outside the classes on both sides."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        gt = rng.integers(0, n_classes, shape)
+        pred = rng.integers(0, n_classes, shape)
+        gt[rng.random(shape) < 0.1] = 255
+        gt[rng.random(shape) < 0.02] = n_classes + 3  # outside the classes, not ignored
+        pred[rng.random(shape) < 0.02] = n_classes  # a prediction outside the classes
+        if i == 1:
+            gt[:] = 255  # an image with nothing scored
+        samples.append(
+            {
+                "pred_sem_seg": {"data": torch.from_numpy(pred)[None]},
+                "gt_sem_seg": {"data": torch.from_numpy(gt.astype(np.uint8))[None]},
+                "img_path": f"im{i}.jpg",
+            }
+        )
+    return samples
+
+
+@pytest.mark.parametrize("n_classes", [2, 21, 150])
+def test_iou_metric_areas_equal_mmseg_intersect_and_union(n_classes):
+    """The areas read off the confusion cells are, bit for bit, mmseg's own per image, and so are the
+    metrics mmseg's ``IoUMetric`` computes from them."""
+    from mmseg.evaluation import IoUMetric
+
+    classes = tuple(str(c) for c in range(n_classes))
+    ours, theirs = IoUMetricPerClass(ignore_index=255), IoUMetric(ignore_index=255)
+    ours.dataset_meta = theirs.dataset_meta = {"classes": classes}
+    samples = _random_samples(4, n_classes)
+    ours.process({}, samples)
+    theirs.process({}, samples)
+    assert len(ours.results) == len(theirs.results) == 4
+    for mine, ref in zip(ours.results, theirs.results):
+        for a, b in zip(mine[:4], ref):
+            assert a.dtype == b.dtype == torch.float32
+            assert torch.equal(a, b)
+    summary = ours.compute_metrics(ours.results)
+    assert {k: summary[k] for k in ("aAcc", "mIoU", "mAcc")} == theirs.compute_metrics(theirs.results)
+
+
+def test_iou_metric_keeps_mmseg_process_where_mmseg_writes_predictions(tmp_path):
+    """``output_dir`` (and ``format_only``): mmseg's own ``process`` runs, so its PNGs are written."""
+    metric = IoUMetricPerClass(ignore_index=255, output_dir=str(tmp_path))
+    metric.dataset_meta = {"classes": ("a", "b", "c")}
+    samples = _random_samples(2, 3)
+    metric.process({}, samples)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["im0.png", "im1.png"]
+    assert len(metric.results) == 2 and all(len(r) == 5 for r in metric.results)
