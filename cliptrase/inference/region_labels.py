@@ -129,14 +129,14 @@ class _Grid:
         return (self.y_cell.numel(), self.x_cell.numel())
 
     def per_pixel(self, per_cell: Tensor) -> Tensor:
-        """(H, W) values of an (n_y, n_x) per-cell tensor."""
-        return per_cell.index_select(0, self.y_cell).index_select(1, self.x_cell)
+        """(H, W) values of an (n_y, n_x) per-cell tensor (columns first: the row gather then copies whole
+        rows)."""
+        return per_cell.index_select(1, self.x_cell).index_select(0, self.y_cell)
 
-    def plain_values(self, corner_values: Tensor) -> Tensor:
-        """(H, W) upsampled values, plain float32 arithmetic, of per-cell corner values (4, n_y, n_x)."""
-        r, c = self.rows, self.cols
-        weights = (c.w0[None, :], c.w1[None, :], r.w0[:, None], r.w1[:, None])
-        return bilinear.gathered_values(*(self.per_pixel(v) for v in corner_values), *weights, "plain")
+    def pixel_cells(self, pixels: Tensor) -> Tensor:
+        """Flat cell index (into (n_y, n_x)) of flat output ``pixels``."""
+        y, x = pixels.div(self.shape[1], rounding_mode="floor"), pixels.remainder(self.shape[1])
+        return self.y_cell.take(y).mul_(self.corners.shape[2]).add_(self.x_cell.take(x))
 
     def sources(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
         """(4, n) source row ids and (4, n) weights (column u0, u1, row w0, w1) of flat output ``pixels``."""
@@ -177,10 +177,35 @@ class _Grid:
         return self.index.view(-1).take(i * self.index.shape[1] + j)
 
 
+class _Best:
+    """The winning score at every output pixel (``prob_thd``), formed where read: step 3 sets it at the pixels
+    it decides; elsewhere it is the winner's upsampled value in plain float32 (:meth:`_Grid.pair_values`'s
+    ``"approx"``), computed on the first read."""
+
+    def __init__(self, table: Tensor, grid: _Grid, winner: Tensor) -> None:
+        self.table, self.grid, self.winner = table, grid, winner  # winner: (n_y, n_x) prompt of each cell
+        n = grid.shape[0] * grid.shape[1]
+        self.values = torch.empty(n)
+        self.known = torch.zeros(n, dtype=torch.bool)
+
+    def set(self, pixels: Tensor, values: Tensor) -> None:
+        self.values[pixels] = values
+        self.known[pixels] = True
+
+    def at(self, pixels: Tensor) -> Tensor:
+        """(n,) scores at flat output ``pixels``."""
+        missing = pixels[~self.known.take(pixels)]
+        for ids in missing.split(PAIR_CHUNK):
+            prompts = self.winner.view(-1).take(self.grid.pixel_cells(ids))
+            self.set(ids, self.grid.pair_values(self.table, prompts, self.grid.sources(ids), "approx"))
+        return self.values.take(pixels)
+
+
 def _winners(
     table: Tensor, grid: _Grid, prompt_class: Tensor, margin: float, arithmetic: str, with_best: bool
-) -> tuple[Tensor | None, Tensor]:
-    """((H, W) best score or None, (H, W) int64 label); prompts scoring ``-inf`` in ``table`` are out."""
+) -> tuple[_Best | None, Tensor]:
+    """(the best score (:class:`_Best`) or None, (H, W) int64 label); prompts scoring ``-inf`` in ``table``
+    are out."""
     # step 2: cells settled by their corners' best prompt
     top_prompt = table.argmax(dim=1)
     top_class = prompt_class.take(top_prompt)
@@ -190,15 +215,25 @@ def _winners(
         rival = table.masked_fill(prompt_class[None, :] == top_class[:, None], -torch.inf).amax(dim=1)
     corners = grid.corners
     winner = top_prompt.take(corners[0])
-    settled = torch.ones(corners.shape[1:], dtype=torch.bool)
-    corner_values = _flat(table, winner[None])(corners)  # (4, n_y, n_x): the winner's value at each corner
-    same = top_prompt if with_best else top_class  # each corner's best prompt / class must be the winner's
-    for k in range(4):
-        settled &= (same.take(corners[k]) == same.take(corners[0])) & (
-            corner_values[k] - rival.take(corners[k]) > 2 * margin
-        )
+    # a cell reading one row (most of them) is settled by that row's own margin; the test of the others
+    # (below) gives the same there
+    clear = _flat(table, top_prompt)(torch.arange(table.shape[0])) - rival > 2 * margin
+    settled = clear.take(corners[0])
+    mixed = ((corners[1] != corners[0]) | (corners[2] != corners[0]) | (corners[3] != corners[0])).nonzero()
+    if mixed.numel():
+        cells = corners[:, mixed[:, 0], mixed[:, 1]]  # (4, n) the corners of the cells reading several rows
+        first = cells[0]
+        prompt = top_prompt.take(first)
+        values = _flat(table, prompt[None])(cells)  # (4, n): the winner's value at each corner
+        same = (
+            top_prompt if with_best else top_class
+        )  # each corner's best prompt / class must be the winner's
+        ok = torch.ones(first.shape, dtype=torch.bool)
+        for k in range(4):
+            ok &= (same.take(cells[k]) == same.take(first)) & (values[k] - rival.take(cells[k]) > 2 * margin)
+        settled[mixed[:, 0], mixed[:, 1]] = ok
     labels = grid.per_pixel(prompt_class.take(winner))
-    best = grid.plain_values(corner_values) if with_best else None
+    best = _Best(table, grid, winner) if with_best else None
 
     # step 3: the other cells, per distinct corner combination
     if bool(settled.all()):
@@ -209,7 +244,6 @@ def _winners(
     pixels = (pixel_combination >= 0).nonzero().squeeze(1)
     pixel_combination = pixel_combination.take(pixels)
     flat_labels = labels.view(-1)
-    flat_best = None if best is None else best.view(-1)
 
     n_cand = candidates.sum(dim=1)
     per_pixel = n_cand.take(pixel_combination)
@@ -217,9 +251,9 @@ def _winners(
     single = pixels[one]
     only = candidates.to(torch.uint8).argmax(dim=1).take(pixel_combination[one])  # the one candidate
     flat_labels[single] = prompt_class.take(only)
-    if flat_best is not None:
+    if best is not None:
         for ids in torch.arange(single.numel()).split(PAIR_CHUNK):
-            flat_best[single[ids]] = grid.pair_values(table, only[ids], grid.sources(single[ids]), "approx")
+            best.set(single[ids], grid.pair_values(table, only[ids], grid.sources(single[ids]), "approx"))
 
     several, combos, per_pixel = pixels[~one], pixel_combination[~one], per_pixel[~one]
     if not several.numel():
@@ -244,8 +278,8 @@ def _winners(
         low = torch.full((px.numel(),), none).scatter_reduce_(0, local[near], near_class, reduce="amin")
         high = torch.full((px.numel(),), -1).scatter_reduce_(0, local[near], near_class, reduce="amax")
         flat_labels[px] = low
-        if flat_best is not None:
-            flat_best[px] = top
+        if best is not None:
+            best.set(px, top)
         undecided = low != high  # candidates of different classes within the margin: exact values decide
         if bool(undecided.any()):
             pairs = (near & undecided.take(local)).nonzero().squeeze(1)
@@ -258,8 +292,8 @@ def _winners(
                 0, at[reach], prompt_class.take(prompts.take(pairs[reach])), reduce="amin"
             )
             flat_labels[px[undecided]] = cls[undecided]
-            if flat_best is not None:
-                flat_best[px[undecided]] = exact_top[undecided]
+            if best is not None:
+                best.set(px[undecided], exact_top[undecided])
     return best, labels
 
 
@@ -347,20 +381,30 @@ LOG_SLACK = 1e-3
 """Slack, in log units, of the bounds :func:`_improbable` decides with (float32 errors are ~1e-5 here)."""
 
 
-def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: Tensor, prob_thd: float) -> Tensor:
+def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, prob_thd: float) -> Tensor:
     """(H, W) bool: the winner's probability ``exp(s * best - logsumexp(s * scores))`` is below ``prob_thd``.
 
-    The logsumexp is the row's where the four corners share one row (module doc, step 4). Elsewhere the
-    pixel's scores are a convex combination ``v = sum_k w_k s_k`` of its corner rows, and the logsumexp, a
-    convex function, lies between the tangent planes at the corners, ``L_k + s * softmax(s * s_k) . (v -
-    s_k)``, and the combination of its corner values ``sum_k w_k L_k`` (Jensen): only pixels whose probability
-    these bounds leave within :data:`LOG_SLACK` of ``prob_thd`` compute it from every prompt's value.
+    Where the four corners share one row, the logsumexp is the row's (module doc, step 4) and the best score
+    the row's largest within a few roundings, so the row decides for all its cells unless its probability
+    lies within :data:`LOG_SLACK` of ``prob_thd`` (then its pixels are decided with their own best score).
+    Elsewhere the pixel's scores are a convex combination ``v = sum_k w_k s_k`` of its corner rows, and the
+    logsumexp, a convex function, lies between the tangent planes at the corners, ``L_k + s * softmax(s * s_k)
+    . (v - s_k)``, and the combination of its corner values ``sum_k w_k L_k`` (Jensen): only pixels whose
+    probability these bounds leave within :data:`LOG_SLACK` of ``prob_thd`` compute it from every prompt's
+    value.
     """
     corners = grid.corners
     row_norm = torch.logsumexp(logit_scale * table, dim=1)  # (A,)
-    log_norm = grid.per_pixel(row_norm.take(corners[0]))
-    out = torch.exp(logit_scale * best - log_norm) < prob_thd
-    mixed_cells = ~(corners == corners[:1]).all(dim=0)
+    log_thd = float(torch.log(torch.tensor(prob_thd)))
+    row_log_p = logit_scale * best.table.amax(dim=1) - row_norm  # the winner's, where a cell reads one row
+    out = grid.per_pixel((row_log_p < log_thd).take(corners[0]))
+    flat = out.view(-1)
+    mixed_cells = (corners[1] != corners[0]) | (corners[2] != corners[0]) | (corners[3] != corners[0])
+    near_cells = (row_log_p - log_thd).abs_().le(LOG_SLACK).take(corners[0]) & ~mixed_cells
+    if bool(near_cells.any()):
+        near = grid.per_pixel(near_cells).view(-1).nonzero().squeeze(1)
+        norm = row_norm.take(corners[0].view(-1).take(grid.pixel_cells(near)))
+        flat[near] = torch.exp(logit_scale * best.at(near) - norm) < prob_thd
     if not bool(mixed_cells.any()):
         return out
     # per distinct corner combination: D[k, j] = softmax(s * s_k) . s_j
@@ -382,13 +426,13 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: Tensor, pr
     d = dots[combo]  # (n, 4, 4)
     tangent = corner_norm + logit_scale * ((d @ weights[:, :, None])[..., 0] - d.diagonal(dim1=1, dim2=2))
     lower = tangent.amax(dim=1)
-    log_best = logit_scale * best.reshape(-1)[mixed]
-    log_thd = float(torch.log(torch.tensor(prob_thd)))
-    flat = out.view(-1)
+    best_mixed = best.at(mixed)
+    log_best = logit_scale * best_mixed
     flat[mixed] = log_best - lower < log_thd  # decided where the two bounds agree (below)
     unsure = (log_best - upper < log_thd + LOG_SLACK) & (log_best - lower >= log_thd - LOG_SLACK)
-    hard = mixed[unsure]
-    for px in hard.split(max(PAIR_CHUNK // table.shape[1], 1)):
+    hard, hard_best = mixed[unsure], best_mixed[unsure]
+    for ids in torch.arange(hard.numel()).split(max(PAIR_CHUNK // table.shape[1], 1)):
+        px = hard[ids]
         norm = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
-        flat[px] = torch.exp(logit_scale * best.reshape(-1)[px] - norm) < prob_thd
+        flat[px] = torch.exp(logit_scale * hard_best[ids] - norm) < prob_thd
     return out

@@ -196,3 +196,35 @@ def test_cropped_region_rows():
     assert torch.equal(region_labels(scores, (90, 110), p2c, 5, 40.0), scores_to_labels(full, p2c, 5, 40.0))
     index64 = RegionScores(scores.table, _regions(3, 9, (80, 100)).index.long()[5:75, 7:95])
     assert torch.equal(region_labels(index64, (90, 110), p2c, 5, 40.0), scores_to_labels(full, p2c, 5, 40.0))
+
+
+@pytest.mark.parametrize("offset", [-5e-4, -2e-4, 2e-4, 5e-4, -3e-3, 3e-3])
+def test_rows_near_prob_thd_are_decided_per_pixel(offset, monkeypatch):
+    """A row whose winning probability lies within LOG_SLACK of prob_thd is not decided by the row: the
+    pixels of its cells use their own best score; outside the slack the row decides. Both equal the full
+    upsampling."""
+    arithmetic = _kernel_arithmetic()
+    prob_thd, scale, n_prompts, size = 0.3, 40.0, 6, (97, 121)
+    scores = _regions(7, n_prompts, (40, 50), n_rows=12)
+    table = scores.table.clone()
+    # row 0's best prompt gets probability p = prob_thd * exp(offset):
+    # s * v = log(p / (1 - p)) + logsumexp(s * others)
+    others = torch.logsumexp(scale * table[0, 1:].double(), dim=0)
+    p = prob_thd * float(np.exp(offset))
+    table[0, 0] = float((np.log(p / (1 - p)) + others) / scale)
+    scores = RegionScores(table, scores.index)
+    p2c = torch.arange(n_prompts)
+    read = []
+    at = region_labels_module._Best.at
+    monkeypatch.setattr(region_labels_module._Best, "at", lambda self, px: (read.append(px), at(self, px))[1])
+    full = F.interpolate(scores.dense()[None], size=size, mode="bilinear", align_corners=False)[0]
+    ref = scores_to_labels(full, p2c, n_prompts, scale, prob_thd)
+    assert torch.equal(region_labels(scores, size, p2c, n_prompts, scale, prob_thd), ref)
+    grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
+    row_0 = grid.per_pixel((grid.corners == 0).all(dim=0)).view(-1)  # pixels of cells reading row 0 only
+    assert bool(row_0.any())
+    was_read = torch.zeros_like(row_0)
+    for px in read:
+        was_read[px] = True
+    near_row = abs(offset) <= region_labels_module.LOG_SLACK
+    assert bool(was_read[row_0].all()) == near_row and bool(was_read[row_0].any()) == near_row
