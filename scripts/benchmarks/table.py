@@ -25,25 +25,39 @@ from .common import SYNTH_HW, emit, run_cell, timed, write_synthetic
 
 
 class BareEncoderHook(Hook):
-    """Runs ``fn`` (the bare encoder) after each test iteration past warm-up and records its time."""
+    """Runs ``fn`` (the bare encoder) after each test iteration past warm-up and records its time, and the
+    time of the iteration before it (from the end of the previous bare run: loader wait, the step, the
+    metric and the other hooks), so that each iteration has its own baseline taken moments later."""
 
     priority = "LOW"
 
     def __init__(self, fn: Callable[[], None], warmup: int = 1) -> None:
         self.fn, self.warmup = fn, warmup
         self.times: list[float] = []
+        self.iterations: list[float] = []
+        self._end: float | None = None
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if batch_idx == self.warmup - 1:
             self.fn()  # its own warm-up, before the timed iterations start
+            self._end = time.perf_counter()
             return
         if batch_idx < self.warmup:
             return
         sync_device()
         t0 = time.perf_counter()
+        if self._end is not None:
+            self.iterations.append(t0 - self._end)
         self.fn()
         sync_device()
-        self.times.append(time.perf_counter() - t0)
+        self._end = time.perf_counter()
+        self.times.append(self._end - t0)
+
+    def paired_ratio(self) -> float:
+        """Median over iterations of (iteration time / the bare encoder right after it): machine drift
+        over minutes (up to 1.5x on a shared 2-core machine) hits both figures of a pair alike."""
+        pairs = list(zip(self.iterations, self.times[-len(self.iterations) :]))
+        return statistics.median(it / bare for it, bare in pairs) if pairs else float("nan")
 
 
 def bare_encoder(cfg, backbone: str, precision: str, device: torch.device) -> Callable[[], None]:
@@ -80,6 +94,8 @@ def measured_cell(overrides: list[str], backbone: str, precision: str, device: t
         "images": hook.images,
         "s_per_image": per_image,
         "bare_s_per_image": statistics.median(bare_hook.times) / int(cfg.batch_size),
+        "bare_mean_s_per_image": statistics.fmean(bare_hook.times) / int(cfg.batch_size),
+        "paired_ratio": bare_hook.paired_ratio(),
         "stages_ms": stages,
         "text_s": timer.totals.get("text", 0.0),
         "peak_rss_mb": peak_rss_mb(),
@@ -141,7 +157,7 @@ def bench_table(args) -> None:
     )
     head = (
         f"{'method':<10} {'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} "
-        f"{'ratio':>6} "
+        f"{'ratio':>6} {'r.mean':>6} "
         f"{'RSS MB':>7} {'CUDA MB':>8} | "
         + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
         + f" | {'text s':>6}"
@@ -181,6 +197,7 @@ def bench_table(args) -> None:
             if "text_prompts" in r:
                 text_rows.append(r)
     print("stage columns: ms per image; 'data' = loader wait + normalisation; 'text s' = classifier, once")
+    print(RATIO_NOTE)
     if text_rows:
         print(
             f"\n{'backbone':<10} {'prompts':>8} {'77-token prompts/s':>19} {'truncated prompts/s':>20} "
@@ -193,12 +210,19 @@ def bench_table(args) -> None:
             )
 
 
+RATIO_NOTE = (
+    "s/img = mean per image; bare s = median bare encoder per image; ratio = median over iterations of "
+    "(iteration / the bare encoder timed right after it); r.mean = mean s/img / mean bare s"
+)
+
+
 def row_figures(r: dict) -> str:
-    """img/s, s/img, bare s, ratio, RSS, CUDA MB | stage ms of a :func:`measured_cell` result."""
+    """img/s, s/img, bare s, ratio (paired median), ratio of means, RSS, CUDA MB | stage ms of a
+    :func:`measured_cell` result."""
     cuda_mb = f"{r['max_cuda_alloc_mb']:>8.0f}" if "max_cuda_alloc_mb" in r else f"{'-':>8}"
     st = r["stages_ms"]
     return (
         f"{1 / r['s_per_image']:>7.2f} {r['s_per_image']:>7.3f} {r['bare_s_per_image']:>7.3f} "
-        f"{r['s_per_image'] / r['bare_s_per_image']:>5.2f}x {r['peak_rss_mb']:>7.0f} {cuda_mb} | "
-        + " ".join(f"{st[k]:>7.1f}" for k in (*STAGES, "other"))
+        f"{r['paired_ratio']:>5.2f}x {r['s_per_image'] / r['bare_mean_s_per_image']:>5.2f}x "
+        f"{r['peak_rss_mb']:>7.0f} {cuda_mb} | " + " ".join(f"{st[k]:>7.1f}" for k in (*STAGES, "other"))
     )

@@ -141,7 +141,7 @@ def _scoring_table(datasets, device, repeats: int, paths: tuple[str, str], label
 def bench_vocab(args) -> None:
     from cliptrase.utils.profiling import STAGES
 
-    from .table import row_figures
+    from .table import RATIO_NOTE, row_figures
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -172,7 +172,7 @@ def bench_vocab(args) -> None:
     )
     head = (
         f"{'vocabulary':<11} {'prompts':>7} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
-        f"{'RSS MB':>7} {'CUDA MB':>8} | " + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
+        f"{'r.mean':>6} {'RSS MB':>7} {'CUDA MB':>8} | " + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
     )
     print(head + "\n" + "-" * len(head))
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,4 +193,4 @@ def bench_vocab(args) -> None:
                 ]
             )
             print(f"{dataset:<11} {VOCABULARIES[dataset][0]:>7} " + row_figures(r), flush=True)
-    print("stage columns: ms per image; ratio = s/img / bare encoder on the same windows")
+    print("stage columns: ms per image; " + RATIO_NOTE)
