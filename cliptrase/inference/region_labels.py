@@ -407,21 +407,28 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, pro
         flat[near] = torch.exp(logit_scale * best.at(near) - norm) < prob_thd
     if not bool(mixed_cells.any()):
         return out
-    # per distinct corner combination: D[k, j] = softmax(s * s_k) . s_j
     quads, cell_combination = grid.combinations(mixed_cells, table.shape[0])
+    verdict = _verdicts(table, best.table, quads, row_norm, logit_scale, log_thd)
     pixel_combination = grid.per_pixel(cell_combination).reshape(-1)
     mixed = (pixel_combination >= 0).nonzero().squeeze(1)
-    dots = torch.empty(quads.shape[0], 4, 4)
+    combo = pixel_combination.take(mixed)
+    verdict_px = verdict.take(combo)
+    flat[mixed] = verdict_px == 1
+    mixed, combo = mixed[verdict_px < 0], combo[verdict_px < 0]  # the pixels their combination leaves open
+    if not mixed.numel():
+        return out
+    # per open combination: D[k, j] = softmax(s * s_k) . s_j
+    open_quads, combo = torch.unique(combo, return_inverse=True)
+    dots = torch.empty(open_quads.numel(), 4, 4)
     softmax = torch.softmax(logit_scale * table, dim=1)
-    for ids in torch.arange(quads.shape[0]).split(max(PAIR_CHUNK // (4 * table.shape[1]), 1)):
-        rows = quads[ids].reshape(-1)
+    for ids in torch.arange(open_quads.numel()).split(max(PAIR_CHUNK // (4 * table.shape[1]), 1)):
+        rows = quads[open_quads[ids]].reshape(-1)
         sig = softmax.index_select(0, rows).view(-1, 4, table.shape[1])
         dots[ids] = sig @ table.index_select(0, rows).view(-1, 4, table.shape[1]).transpose(1, 2)
 
     u0, u1, w0, w1 = grid.sources(mixed)[1]
     weights = torch.stack([w0 * u0, w0 * u1, w1 * u0, w1 * u1], dim=1)  # the four corners' shares
-    combo = pixel_combination.take(mixed)
-    corner_norm = row_norm[quads[combo]]  # (n, 4)
+    corner_norm = row_norm[quads[open_quads[combo]]]  # (n, 4)
     upper = (weights * corner_norm).sum(dim=1)
     d = dots[combo]  # (n, 4, 4)
     tangent = corner_norm + logit_scale * ((d @ weights[:, :, None])[..., 0] - d.diagonal(dim1=1, dim2=2))
@@ -436,3 +443,33 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, pro
         norm = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
         flat[px] = torch.exp(logit_scale * hard_best[ids] - norm) < prob_thd
     return out
+
+
+def _verdicts(
+    table: Tensor, kept: Tensor, quads: Tensor, row_norm: Tensor, logit_scale: float, log_thd: float
+) -> Tensor:
+    """(T,) int8 per corner combination: 1 where every pixel of its cells is improbable, 0 where none is, -1
+    where :func:`_improbable`'s per-pixel bounds decide.
+
+    At a pixel whose scores ``v`` are a convex combination of the corner rows ``s_k`` (scores of ``table``;
+    the best score from ``kept``, the table the labels came from), every ``v_j`` lies between ``min_k s_kj``
+    and ``max_k s_kj``. So the best score lies between ``max_j min_k kept_kj`` and ``max_k max_j kept_kj``;
+    the logsumexp, increasing in every prompt, is at least ``logsumexp_j(s * min_k s_kj)``, and, convex, at
+    most ``max_k L_k`` (Jensen). A combination is decided where these put ``log p`` more than
+    :data:`LOG_SLACK` from ``log prob_thd``.
+    """
+    n_prompts = table.shape[1]
+    verdict = torch.full((quads.shape[0],), -1, dtype=torch.int8)
+    row_best = kept.amax(dim=1)
+    for ids in torch.arange(quads.shape[0]).split(max(PAIR_CHUNK // (4 * n_prompts), 1)):
+        rows = quads[ids]
+        low = table.index_select(0, rows.reshape(-1)).view(-1, 4, n_prompts).amin(dim=1)
+        low_kept = (
+            low if kept is table else kept.index_select(0, rows.reshape(-1)).view(-1, 4, n_prompts).amin(1)
+        )
+        most = logit_scale * row_best[rows].amax(dim=1) - torch.logsumexp(logit_scale * low, dim=1)
+        least = logit_scale * low_kept.amax(dim=1) - row_norm[rows].amax(dim=1)
+        verdict[ids] = torch.where(
+            most < log_thd - LOG_SLACK, 1, torch.where(least >= log_thd + LOG_SLACK, 0, -1)
+        ).to(torch.int8)
+    return verdict

@@ -228,3 +228,31 @@ def test_rows_near_prob_thd_are_decided_per_pixel(offset, monkeypatch):
         was_read[px] = True
     near_row = abs(offset) <= region_labels_module.LOG_SLACK
     assert bool(was_read[row_0].all()) == near_row and bool(was_read[row_0].any()) == near_row
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_combination_verdicts_hold_at_every_convex_combination(masked):
+    """_verdicts' bounds: a combination called improbable (1) has log p < log prob_thd at any convex
+    combination of its corner rows, one called probable (0) has log p >= log prob_thd; all three verdicts
+    occur. ``masked``: the best score from a table with some prompts at -inf (area_thd), the logsumexp from
+    the full one."""
+    gen = torch.Generator().manual_seed(5)
+    n_rows, n_prompts, scale, prob_thd = 30, 8, 40.0, 0.45
+    table = 0.2 + 0.03 * torch.randn(n_rows, n_prompts, generator=gen)
+    table[:10, 0] += 0.15  # confident rows
+    kept = table.clone()
+    if masked:
+        kept[:, 5:] = -torch.inf
+    quads = torch.randint(0, n_rows, (400, 4), generator=gen)
+    quads[:100] = quads[:100, :1]  # combinations of one row, some confident
+    quads[:30, :] = torch.randint(0, 10, (30, 1), generator=gen)
+    row_norm = torch.logsumexp(scale * table, dim=1)
+    log_thd = float(np.log(prob_thd))
+    verdict = region_labels_module._verdicts(table, kept, quads, row_norm, scale, log_thd)
+    assert {int(v) for v in verdict.unique()} == {-1, 0, 1}
+    weights = torch.distributions.Dirichlet(torch.ones(4)).sample((400, 64)).double()  # (T, n, 4)
+    corners, corners_kept = table.double()[quads], kept.double()[quads]  # (T, 4, P)
+    v, v_kept = weights @ corners, weights @ corners_kept.nan_to_num(neginf=-1e30)
+    log_p = scale * v_kept.amax(dim=-1) - torch.logsumexp(scale * v, dim=-1)  # (T, n)
+    assert bool((log_p[verdict == 1] < log_thd).all())
+    assert bool((log_p[verdict == 0] >= log_thd).all())
