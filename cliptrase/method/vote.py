@@ -340,19 +340,21 @@ def region_map(
     x = F.interpolate(x, size=(ratio * h, ratio * w), mode="bilinear", align_corners=False)
     x = median_filter2d(x, median_size)
     x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
-    return first_argmax(torch.nan_to_num(x, nan=-torch.inf))
+    return first_argmax(x)
 
 
 def first_argmax(x: Tensor) -> Tensor:
-    """``x.argmax(dim=1)`` for NaN-free (B, K, H, W) with few channels: a running maximum over K.
+    """``x.argmax(dim=1)`` with NaN counted as ``-inf``, for (B, K, H, W) with few channels: a running
+    maximum over K.
 
     Strict ``>`` keeps the first maximum, as ``argmax`` does (ties to the smallest index; all ``-inf``
-    gives 0). Over NCHW the reduction strides across whole planes and is slow on CPU; K full-plane
-    comparisons are not. Falls back to ``argmax`` beyond 64 channels.
+    gives 0), and a NaN, like ``-inf``, never beats the running maximum (only channel 0 is converted). Over
+    NCHW the reduction strides across whole planes and is slow on CPU; K full-plane comparisons are not.
+    Falls back to ``argmax`` beyond 64 channels.
     """
     if x.shape[1] > 64:
-        return x.argmax(dim=1)
-    best = x[:, 0]
+        return _nan_below(x).argmax(dim=1)
+    best = _nan_below(x[:, 0])
     idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)
     for k in range(1, x.shape[1]):
         v = x[:, k]
@@ -360,6 +362,11 @@ def first_argmax(x: Tensor) -> Tensor:
         idx.masked_fill_(better, k)
         best = torch.where(better, v, best)
     return idx
+
+
+def _nan_below(x: Tensor) -> Tensor:
+    """``x`` with NaN as ``-inf`` (infinities kept)."""
+    return torch.nan_to_num(x, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
 
 
 def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int) -> Tensor:

@@ -227,6 +227,12 @@ def test_first_argmax_equals_argmax_with_ties(k, rng):
         .contiguous(memory_format=torch.channels_last)
     )
     assert torch.equal(first_argmax(y), y.argmax(dim=1))
+    z = x.clone()  # NaN (empty cluster slots, and stray pixels) counts as -inf, in channel 0 too
+    z[:, 0] = torch.nan
+    z[0, -1] = torch.nan
+    z[1, :, 2, 3] = torch.nan
+    z[0, min(1, k - 1), 4, 5] = torch.nan
+    assert torch.equal(first_argmax(z), torch.where(z.isnan(), -torch.inf, z).argmax(dim=1))
 
 
 def test_majority_vote_ties_to_smallest(rng):
