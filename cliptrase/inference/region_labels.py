@@ -245,11 +245,14 @@ def _winners(
     pixel_combination = pixel_combination.take(pixels)
     flat_labels = labels.view(-1)
 
-    n_cand = candidates.sum(dim=1)
+    # the candidates as one sorted list: combination t owns flat[offsets[t] : offsets[t] + n_cand[t]]
+    owner, flat = candidates.nonzero().unbind(1)
+    n_cand = torch.bincount(owner, minlength=quads.shape[0])
+    offsets = torch.cumsum(n_cand, 0) - n_cand
     per_pixel = n_cand.take(pixel_combination)
     one = per_pixel == 1
     single = pixels[one]
-    only = candidates.to(torch.uint8).argmax(dim=1).take(pixel_combination[one])  # the one candidate
+    only = flat.take(offsets.take(pixel_combination[one]))  # the one candidate
     flat_labels[single] = prompt_class.take(only)
     if best is not None:
         for ids in torch.arange(single.numel()).split(PAIR_CHUNK):
@@ -259,8 +262,6 @@ def _winners(
     if not several.numel():
         return best, labels
     # the candidates of every combination with several, combination after combination
-    offsets = torch.cumsum(n_cand, 0) - n_cand
-    flat = candidates.nonzero()[:, 1]
     none = int(prompt_class.max()) + 1  # above every class: the identity of a class minimum
     start = 0
     for stop in _chunk_bounds(per_pixel, PAIR_CHUNK):
