@@ -354,13 +354,14 @@ def first_argmax(x: Tensor) -> Tensor:
     """
     if x.shape[1] > 64:
         return _nan_below(x).argmax(dim=1)
-    best = _nan_below(x[:, 0])
+    best = _nan_below(x[:, 0])  # a copy, updated in place: fmax keeps it NaN-free
     idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)
+    better = torch.empty(best.shape, dtype=torch.bool, device=x.device)
     for k in range(1, x.shape[1]):
         v = x[:, k]
-        better = v > best
+        torch.gt(v, best, out=better)
         idx.masked_fill_(better, k)
-        best = torch.where(better, v, best)
+        torch.fmax(best, v, out=best)
     return idx
 
 
