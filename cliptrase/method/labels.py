@@ -153,11 +153,6 @@ def cls_logits(features: DenseFeatures, text: Tensor, logit_scale: float) -> Ten
     return logit_scale * features.cls @ text.t()
 
 
-def apply_cls_product(logits: Tensor, features: DenseFeatures, text: Tensor, logit_scale: float) -> Tensor:
-    """Multiply each class channel by the [CLS] logit of that class (§4 E.3; the authors' VOC20 rule)."""
-    return logits * cls_logits(features, text, logit_scale)[:, :, None, None]
-
-
 def argmax_channels(logits: Tensor) -> Tensor:
     """``logits.argmax(1)`` on a channels-last layout (a no-op for :func:`patch_logits` output): same values
     and ties, ~5x faster on CPU than the strided reduction over NCHW."""

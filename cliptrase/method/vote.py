@@ -391,23 +391,6 @@ def majority_vote(preds: Tensor, regions: Tensor, n_regions: int, n_labels: int)
     return torch.gather(winner, 1, regions.reshape(b, -1)).reshape(preds.shape)
 
 
-def region_means(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
-    """Mean logits of every region (the table :func:`mean_logits_vote` spreads over its pixels).
-
-    Args:
-        logits: (B, C, H, W), any memory format.
-        regions: (B, H, W) region ids.
-
-    Returns:
-        (B, K, C) means; a region without pixels has zeros.
-    """
-    b, c, h, w = logits.shape
-    onehot = F.one_hot(regions.reshape(b, -1), n_regions).to(logits.dtype)  # (B, HW, K)
-    pixels = logits.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when logits are channels-last
-    sums = onehot.transpose(1, 2) @ pixels  # (B, K, C)
-    return sums / onehot.sum(dim=1).clamp_min(1).unsqueeze(-1)
-
-
 @functools.lru_cache(maxsize=32)
 def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """(n_out, n_in) weights of bilinear interpolation (``align_corners=False``) along one axis.
@@ -422,12 +405,12 @@ def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torc
 
 
 def grid_region_means(grid: Tensor, regions: Tensor, n_regions: int) -> Tensor:
-    """:func:`region_means` of the grid logits bilinear to the regions' size, without forming them.
+    """Mean of the grid logits bilinear to the regions' size over each region, without forming them.
 
     Bilinear upsampling is linear and separable, ``up = Wy · g · Wxᵀ`` (:func:`interpolation_matrix`), so
     region k's sum is ``Σ_ij M_k[i, j] g[:, i, j]`` with ``M_k = Wyᵀ R_k Wx`` (R_k the region's indicator):
     a (K, h·w) weight table per image times the (h·w, C) grid. Equal to
-    ``region_means(F.interpolate(grid, regions' size, bilinear), regions, n_regions)`` up to float rounding
+    the means of ``F.interpolate(grid, regions' size, bilinear)`` over each region up to float rounding
     (a different summation order).
 
     Args:
@@ -457,17 +440,3 @@ def spread_regions(means: Tensor, regions: Tensor) -> Tensor:
     h, w = regions.shape[-2:]
     out = torch.gather(means, 1, regions.reshape(b, -1, 1).expand(b, -1, c))  # (B, HW, C)
     return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
-
-
-def mean_logits_vote(logits: Tensor, regions: Tensor, n_regions: int) -> Tensor:
-    """Replace each pixel's logits by the mean logits of its region (the authors' d2 variant, §10).
-
-    Args:
-        logits: (B, C, H, W), any memory format.
-        regions: (B, H, W) region ids.
-
-    Returns:
-        (B, C, H, W) region-averaged logits, channels-last (each pixel's C means are adjacent, which the
-        channel argmax and the window stitching read fast).
-    """
-    return spread_regions(region_means(logits, regions, n_regions), regions)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.references import apply_cls_product, region_means
 
 import cliptrase.method.labels as labels_module
 from cliptrase.inference.window_scores import RegionScores
-from cliptrase.method.labels import Deferred, apply_cls_product, grid_logits, patch_logits
+from cliptrase.method.labels import Deferred, grid_logits, patch_logits
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions, cliptrase_segment
-from cliptrase.method.vote import grid_region_means, interpolation_matrix, region_means
+from cliptrase.method.vote import grid_region_means, interpolation_matrix
 from cliptrase.models.dense import DenseFeatures
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.references import apply_cls_product, mean_logits_vote
 from scipy import ndimage
 
 from cliptrase.method import vote
 from cliptrase.method.correlation import qkv_cosine_correlation
 from cliptrase.method.denoise import subtract_cls_row
-from cliptrase.method.labels import apply_cls_product, collapse_background, patch_logits
+from cliptrase.method.labels import collapse_background, patch_logits
 from cliptrase.method.runner import Predictor
 from cliptrase.method.trase import CLIPtraseOptions, cliptrase_segment
 from cliptrase.method.vote import (
     cluster_soft_masks,
     first_argmax,
     majority_vote,
-    mean_logits_vote,
     median_filter2d,
     region_map,
 )
@@ -160,7 +160,6 @@ def test_cliptrase_attention_is_sum_of_three_softmaxes(rng):
     torch.testing.assert_close(vanilla_attention(q, k, v, scale=s, grid_hw=(2, 3)), ref, atol=1e-6, rtol=0)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("batch", "tokens"), [(6, 197), (1, 50), (2, 1 + 7 * 9)])
 def test_cliptrase_attention_keeps_the_bits_of_the_plain_formula(batch, tokens, dtype):
@@ -174,6 +173,7 @@ def test_cliptrase_attention_keeps_the_bits_of_the_plain_formula(batch, tokens, 
     plain = [torch.softmax(s * (t @ t.transpose(-2, -1)), dim=-1) for t in (q, k, v)]
     want = (plain[0] + plain[1] + plain[2]) @ v
     assert torch.equal(cliptrase_attention(q, k, v, scale=s, grid_hw=(1, 1)), want)
+
 
 def test_subtract_cls_row(rng):
     w = torch.from_numpy(rng.uniform(-1, 1, (1, 5, 5)).astype(np.float32))
@@ -247,7 +247,8 @@ def test_majority_vote_ties_to_smallest(rng):
             assert (out[b][regions[b] == k] == vals[counts.argmax()]).all()
 
 
-def test_mean_logits_vote(rng):
+def test_mean_logits_vote_reference(rng):
+    """The full-size mean vote (the oracle of test_grid_means.py) is the per-region mean."""
     logits = torch.from_numpy(rng.standard_normal((1, 4, 5, 5)).astype(np.float32))
     regions = torch.from_numpy(rng.integers(0, 3, (1, 5, 5)))
     out = mean_logits_vote(logits, regions, 3)

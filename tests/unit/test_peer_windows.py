@@ -87,8 +87,8 @@ def test_clearclip_pads_small_windows(tiny_arch):
     seg = _segmentor(tiny_arch, "clearclip", "voc21")
     window = torch.randn(1, 3, 100, 150)
     padded = F.pad(window, (5, 5, 6, 6))
-    out = seg.predictor.segment(
-        seg.predictor.encode(padded), seg.text, seg.options, (112, 160)
-    ).logits[..., 6:106, 5:155]
+    out = seg.predictor.segment(seg.predictor.encode(padded), seg.text, seg.options, (112, 160)).logits[
+        ..., 6:106, 5:155
+    ]
     assert torch.allclose(seg.window_scores(window), out / seg.predictor.logit_scale)
     assert tuple(seg._predict_standard([window[0]], [(100, 150)])[0].shape) == (100, 150)
