@@ -37,7 +37,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     )
     voc.add_argument("--datasets", default="voc21,ade150,context459")
     voc.add_argument("--backbone", default="ViT-B-16")
-    voc.add_argument("--images", type=int, default=0, help="per vocabulary (default 4 on CPU, 64 on CUDA)")
+    voc.add_argument(
+        "--images",
+        type=int,
+        default=0,
+        help="per vocabulary (default 16 on CPU, 64 on CUDA; the first is warm-up)",
+    )
     voc.add_argument("--device", default="auto")
     voc.add_argument("--workers", type=int, default=2)
     voc.add_argument("--batch-size", type=int, default=0)
