@@ -40,7 +40,8 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from cliptrase.config import DatasetProtocol, MethodConfig, ProtocolConfig
-from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
+from cliptrase.inference.region_labels import stitched_labels
+from cliptrase.inference.scoring import scores_to_labels
 from cliptrase.inference.sliding import fit_to_patches, sliding_window_list
 from cliptrase.inference.window_scores import RegionScores, StitchedScores, dense_scores
 from cliptrase.method.pamr import pamr
@@ -312,7 +313,7 @@ class CLIPtraseSegmentor(BaseSegmentor):
         p = self.settings
         if not p.pamr_steps:  # never all prompt maps at full size (same labels as below)
             args = (self.prompt_to_class, self.n_classes, p.logit_scale, p.prob_thd, p.area_thd)
-            return upsampled_labels(scores, tuple(ori_shape), *args)
+            return stitched_labels(scores, tuple(ori_shape), *args)
         batch = dense_scores(scores).contiguous()[None]
         scores = F.interpolate(batch, size=tuple(ori_shape), mode="bilinear", align_corners=False)
         if p.pamr_steps:

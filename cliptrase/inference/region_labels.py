@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 
 from cliptrase.inference import bilinear
-from cliptrase.inference.window_scores import RegionScores
+from cliptrase.inference.scoring import small_classes, upsampled_labels
+from cliptrase.inference.window_scores import RegionScores, StitchedScores
 
 MARGIN = 2.0**-16
 """Slack of every bound, relative to the largest |score|: far above the float32 rounding of the kernel's three
@@ -47,6 +48,23 @@ multiply-adds (< 2**-22 relative), so no bound excludes a prompt that can reach 
 
 PAIR_CHUNK = 1 << 18
 """(pixel, prompt) values evaluated at once."""
+
+
+def stitched_labels(
+    scores: StitchedScores,
+    size: tuple[int, int],
+    prompt_to_class: Tensor,
+    n_classes: int,
+    logit_scale: float,
+    prob_thd: float = 0.0,
+    area_thd: float | None = None,
+) -> Tensor:
+    """Labels at ``size`` of stitched window scores, as
+    :func:`~cliptrase.inference.scoring.upsampled_labels` gives them: region rows by :func:`region_labels`
+    where it applies, everything else by ``upsampled_labels`` (a chunk of prompts at a time)."""
+    args = (prompt_to_class, n_classes, logit_scale, prob_thd, area_thd)
+    labels = region_labels(scores, size, *args) if isinstance(scores, RegionScores) else None
+    return upsampled_labels(scores, size, *args) if labels is None else labels
 
 
 def region_labels(
@@ -91,8 +109,7 @@ def region_labels(
 
     best, labels = _winners(table, grid, prompt_class, margin, arithmetic, with_best)
     if area_thd is not None:
-        area = torch.bincount(labels.flatten(), minlength=n_classes + 1)[1:n_classes]
-        small = torch.cat([torch.zeros(1, dtype=torch.bool), area <= area_thd * area.sum()])
+        small = small_classes(labels, n_classes, area_thd)
         if bool(small.any()):
             kept = table.masked_fill(small[prompt_class][None, :], -torch.inf)
             best, labels = _winners(kept, grid, prompt_class, margin, arithmetic, with_best)
@@ -108,6 +125,7 @@ class _Grid:
         rows, cols: the axes' :class:`~cliptrase.inference.bilinear.AxisWeights`.
         corners: (4, n_y, n_x) row ids of the cells some output pixel reads (first source row: its two
             columns, then the second source row).
+        mixed: (n_y, n_x) bool, the cells whose corners are not all one row.
         y_cell, x_cell: (H,), (W,) the cell row / column of every output row / column.
         index: the (h, w) row map.
     """
@@ -122,6 +140,8 @@ class _Grid:
         next_x = (used_x + 1).clamp_max(index.shape[1] - 1)
         top, bottom = index[used_y], index[next_y]
         self.corners = torch.stack([top[:, used_x], top[:, next_x], bottom[:, used_x], bottom[:, next_x]])
+        c = self.corners
+        self.mixed = (c[1] != c[0]) | (c[2] != c[0]) | (c[3] != c[0])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -219,7 +239,7 @@ def _winners(
     # (below) gives the same there
     clear = _flat(table, top_prompt)(torch.arange(table.shape[0])) - rival > 2 * margin
     settled = clear.take(corners[0])
-    mixed = ((corners[1] != corners[0]) | (corners[2] != corners[0]) | (corners[3] != corners[0])).nonzero()
+    mixed = grid.mixed.nonzero()
     if mixed.numel():
         cells = corners[:, mixed[:, 0], mixed[:, 1]]  # (4, n) the corners of the cells reading several rows
         first = cells[0]
@@ -400,7 +420,7 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, pro
     row_log_p = logit_scale * best.table.amax(dim=1) - row_norm  # the winner's, where a cell reads one row
     out = grid.per_pixel((row_log_p < log_thd).take(corners[0]))
     flat = out.view(-1)
-    mixed_cells = (corners[1] != corners[0]) | (corners[2] != corners[0]) | (corners[3] != corners[0])
+    mixed_cells = grid.mixed
     near_cells = (row_log_p - log_thd).abs_().le(LOG_SLACK).take(corners[0]) & ~mixed_cells
     if bool(near_cells.any()):
         near = grid.per_pixel(near_cells).view(-1).nonzero().squeeze(1)

@@ -27,19 +27,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cliptrase.inference.bilinear import SMALL_OUTPUT
-from cliptrase.inference.region_labels import region_labels
-from cliptrase.inference.window_scores import RegionScores, StitchedScores, prompt_maps
+from cliptrase.inference.window_scores import StitchedScores, prompt_maps
+
+
+def small_classes(labels: Tensor, n_classes: int, area_thd: float) -> Tensor:
+    """SCLIP's area rule: (C,) bool, True for every foreground class (class 0 is the background) whose area in
+    ``labels`` is at most ``area_thd`` times the total foreground area."""
+    area = torch.bincount(labels.flatten().long(), minlength=n_classes)[1:n_classes]
+    background = torch.zeros(1, dtype=torch.bool, device=area.device)
+    return torch.cat([background, area <= area_thd * area.sum()])
 
 
 def suppress_small_classes(class_scores: Tensor, area_thd: float) -> Tensor:
-    """SCLIP's area rule on (C, H, W) class scores, class 0 the background: returns a copy in which every
-    foreground class whose argmax area is at most ``area_thd`` times the total foreground argmax area
-    scores ``-inf`` (probability 0), so its pixels take their next best class."""
-    labels = class_scores.argmax(dim=0)
-    area = torch.bincount(labels.flatten(), minlength=class_scores.shape[0])[1:]
-    small = area <= area_thd * area.sum()
+    """:func:`small_classes` on (C, H, W) class scores: returns a copy in which every small class scores
+    ``-inf`` (probability 0), so its pixels take their next best class."""
     out = class_scores.clone()
-    out[1:][small] = -torch.inf
+    out[small_classes(class_scores.argmax(dim=0), class_scores.shape[0], area_thd)] = -torch.inf
     return out
 
 
@@ -205,10 +208,10 @@ def upsampled_labels(
     (rescaled when a chunk raises the running maximum), so its last bits can differ from one
     ``torch.logsumexp`` over all prompts.
 
-    Region rows (:class:`~cliptrase.inference.window_scores.RegionScores`, CLIPtrase's voted windows) are
-    labelled on the CPU without any prompt map (:func:`~cliptrase.inference.region_labels.region_labels`: the
-    same labels, from the few prompts that can win each pixel); elsewhere (CUDA, sizes that path leaves out)
-    their chunks are formed from the rows.
+    Region rows (:class:`~cliptrase.inference.window_scores.RegionScores`, CLIPtrase's voted windows) have
+    their chunks formed from the rows; on the CPU :func:`~cliptrase.inference.region_labels.region_labels`
+    gives the same labels without any prompt map
+    (:func:`~cliptrase.inference.region_labels.stitched_labels` picks the path).
 
     Args:
         scores: (P, h, w) cosine scores, any layout (each chunk is copied prompt-major at this resolution),
@@ -221,18 +224,13 @@ def upsampled_labels(
         (H, W) int64 labels.
     """
     size = (int(size[0]), int(size[1]))
-    if isinstance(scores, RegionScores):  # region rows: no prompt map at all where the CPU path applies
-        labels = region_labels(scores, size, prompt_to_class, n_classes, logit_scale, prob_thd, area_thd)
-        if labels is not None:
-            return labels
     prompt_to_class = prompt_to_class.cpu()
     winner = _fold_prompts(
         scores, prompt_to_class, n_classes, size, logit_scale, chunk_pixels, with_norm=bool(prob_thd)
     )
     best, labels = winner.best, winner.label
     if area_thd is not None:
-        area = torch.bincount(labels.flatten().long(), minlength=n_classes + 1)[1:n_classes]
-        small = torch.cat([torch.zeros(1, dtype=torch.bool), (area <= area_thd * area.sum()).cpu()])
+        small = small_classes(labels, n_classes, area_thd).cpu()
         if bool(small.any()):
             drop = small[prompt_to_class]
             kept = _fold_prompts(

@@ -256,3 +256,20 @@ def test_combination_verdicts_hold_at_every_convex_combination(masked):
     log_p = scale * v_kept.amax(dim=-1) - torch.logsumexp(scale * v, dim=-1)  # (T, n)
     assert bool((log_p[verdict == 1] < log_thd).all())
     assert bool((log_p[verdict == 0] >= log_thd).all())
+
+
+def test_stitched_labels_takes_the_region_path_where_it_applies(monkeypatch):
+    """The segmentor's entry: region rows through region_labels where it applies, dense scores and the cases
+    region_labels declines through the chunked path; the labels of the full upsampling either way."""
+    _kernel_arithmetic()
+    scores = _regions(3, 6, (30, 40))
+    p2c = torch.arange(6)
+    used = []
+    real = region_labels_module.region_labels
+    monkeypatch.setattr(region_labels_module, "region_labels", lambda *a: used.append(real(*a)) or used[-1])
+    # (70, 90): region_labels applies; (40, 50): H + W <= 128, it declines
+    for s, size in ((scores, (70, 90)), (scores.dense(), (70, 90)), (scores, (40, 50))):
+        full = F.interpolate(scores.dense()[None], size=size, mode="bilinear", align_corners=False)[0]
+        ref = scores_to_labels(full, p2c, 6, 40.0, 0.1, area_thd=0.1)
+        assert torch.equal(region_labels_module.stitched_labels(s, size, p2c, 6, 40.0, 0.1, 0.1), ref)
+    assert len(used) == 2 and used[0] is not None and used[1] is None  # dense scores never ask it
