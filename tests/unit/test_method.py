@@ -109,25 +109,53 @@ def _reference_correlation(q, k, v):
     return per_head.sum(dim=1) / per_head.shape[1]
 
 
-@pytest.mark.parametrize("batch", [1, 2, 6])
-def test_qkv_cosine_correlation_bit_equal_to_the_formula(batch):
-    """Bit for bit the direct formula, on q / k / v laid out as the tower's (strided views of one
-    (B, L, 3, heads, d) projection) and on contiguous ones."""
-    g = torch.Generator().manual_seed(batch)
+def _concatenated_gram(q, k, v):
+    """The same sum as one Gram matrix: every head's unit rows of q, k and v laid end to end."""
+    rows = torch.cat(
+        [torch.nn.functional.normalize(t, dim=-1).transpose(1, 2).flatten(2) for t in (q, k, v)], -1
+    )
+    return (rows @ rows.transpose(1, 2)) / (3 * q.shape[1])
+
+
+def _tower_layout(batch, seed):
+    """q, k, v laid out as the tower's: strided views of one (B, L, 3, heads, d) projection."""
+    g = torch.Generator().manual_seed(seed)
     qkv = torch.randn(batch, 197, 3, 12, 64, generator=g) * 3 + torch.randn(64, generator=g)
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
-    q, k, v = (t.contiguous() for t in (q, k, v))
-    assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
-def test_qkv_cosine_correlation_bit_equal_on_tower_qkv(golden_clip):
+@pytest.mark.parametrize("batch", [1, 2, 6])
+def test_qkv_cosine_correlation_is_one_gram_matrix(batch):
+    """Bit for bit the Gram matrix of the concatenated unit rows (one matmul), on the tower's strided
+    views and on contiguous q / k / v; exactly symmetric; the per-head formula to a few float32 ulps."""
+    q, k, v = _tower_layout(batch, batch)
+    out = qkv_cosine_correlation(q, k, v)
+    assert torch.equal(out, _concatenated_gram(q, k, v))
+    assert torch.equal(out, out.transpose(1, 2))
+    torch.testing.assert_close(out, _reference_correlation(q, k, v), atol=2e-6, rtol=0)
+    assert torch.equal(qkv_cosine_correlation(*(t.contiguous() for t in (q, k, v))), out)
+
+
+def test_qkv_cosine_correlation_on_tower_qkv(golden_clip):
     feats = Predictor(golden_clip).encode(
         torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(7))
     )
     assert feats.qkv
     for q, k, v in feats.qkv.values():
-        assert torch.equal(qkv_cosine_correlation(q, k, v), _reference_correlation(q, k, v))
+        out = qkv_cosine_correlation(q, k, v)
+        assert torch.equal(out, _concatenated_gram(q, k, v))
+        torch.testing.assert_close(out, _reference_correlation(q, k, v), atol=2e-6, rtol=0)
+
+
+def test_qkv_cosine_correlation_zero_rows_as_normalize():
+    """A zero vector normalises to zero (``F.normalize``'s eps), so its cosines are 0, not NaN."""
+    q, k, v = (t.clone() for t in _tower_layout(1, 3))
+    for t in (q, k, v):
+        t[:, :, 5] = 0
+    out = qkv_cosine_correlation(q, k, v)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[:, 5], torch.zeros_like(out[:, 5]))
+    torch.testing.assert_close(out, _reference_correlation(q, k, v), atol=2e-6, rtol=0)
 
 
 def test_qkv_cosine_correlation_matches_loops(rng):
