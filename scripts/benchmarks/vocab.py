@@ -172,7 +172,8 @@ def bench_vocab(args) -> None:
     )
     head = (
         f"{'vocabulary':<11} {'prompts':>7} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
-        f"{'r.mean':>6} {'RSS MB':>7} {'CUDA MB':>8} | " + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
+        f"{'r.mean':>6} {'enc':>5} {'beyond':>6} {'RSS MB':>7} {'CUDA MB':>8} | "
+        + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
     )
     print(head + "\n" + "-" * len(head))
     with tempfile.TemporaryDirectory() as tmp:
