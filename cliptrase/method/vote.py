@@ -23,6 +23,9 @@ def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
     return torch.where(idx >= n, period - 1 - idx, idx)
 
 
+FIRST_ARGMAX_MAX_CHANNELS = 64
+"""Most channels :func:`first_argmax` reduces by a running maximum over planes; beyond, ``argmax``."""
+
 MEDIAN_NETWORK_MAX_SIZE = 15
 """Largest window side :func:`median_filter2d` computes with min/max networks (:func:`_median_plan`; 2674
 operations per pixel at 15, two to three times faster than the gather there); wider windows gather their
@@ -326,6 +329,14 @@ def region_map(
     median filter of side ``median_size`` (the authors' 2*4-1 = 7), bilinear to the output size, argmax
     over clusters (ties to the first). Empty slots (NaN masks) never win.
 
+    Each image's masks are upsampled as the authors upsample one image's: a (1, K_i, h, w) stack of its own
+    K_i clusters, without the empty slots that pad a batch to its largest cluster count. That matters for
+    the bits, not only the time: PyTorch's CPU bilinear kernel vectorises across channels when the output
+    is small (output height + width <= 128, e.g. 14 x 14 -> 56 x 56) and computes the channels of a full
+    vector and the remainder differently in the last bits, so a mask's values would otherwise depend on the
+    batch it came in. The median (a selection) and the argmax run over all images at once; an image without
+    a cluster gets region 0 everywhere, as the argmax of all-NaN masks.
+
     Args:
         masks: (B, K, N) soft masks from :func:`cluster_soft_masks`.
         grid_hw: patch grid (h, w), N = h * w.
@@ -336,11 +347,36 @@ def region_map(
     """
     b, k, _ = masks.shape
     h, w = grid_hw
-    x = masks.reshape(b, k, h, w)
-    x = F.interpolate(x, size=(ratio * h, ratio * w), mode="bilinear", align_corners=False)
-    x = median_filter2d(x, median_size)
-    x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
-    return first_argmax(x)
+    used = ~torch.isnan(masks).all(dim=-1)  # (B, K)
+    counts = used.sum(dim=1)
+    if k > FIRST_ARGMAX_MAX_CHANNELS or not torch.equal(
+        used, torch.arange(k, device=masks.device) < counts[:, None]
+    ):
+        # empty slots in the middle (not cluster_soft_masks' layout): the batch as one stack
+        x = F.interpolate(
+            masks.reshape(b, k, h, w), size=(ratio * h, ratio * w), mode="bilinear", align_corners=False
+        )
+        x = F.interpolate(median_filter2d(x, median_size), size=out_hw, mode="bilinear", align_corners=False)
+        return first_argmax(x)
+    counts = counts.tolist()
+    planes = [
+        F.interpolate(
+            masks[i, :n].reshape(1, n, h, w),
+            size=(ratio * h, ratio * w),
+            mode="bilinear",
+            align_corners=False,
+        )[0]
+        for i, n in enumerate(counts)
+        if n
+    ]
+    if not planes:  # no image has a cluster
+        return torch.zeros((b, *out_hw), dtype=torch.long, device=masks.device)
+    filtered = median_filter2d(torch.cat(planes), median_size).split([n for n in counts if n])
+    out = torch.zeros((b, *out_hw), dtype=torch.long, device=masks.device)
+    for i, x in zip((i for i, n in enumerate(counts) if n), filtered):
+        x = F.interpolate(x[None], size=out_hw, mode="bilinear", align_corners=False)
+        out[i] = first_argmax(x)[0]
+    return out
 
 
 def first_argmax(x: Tensor) -> Tensor:
@@ -350,9 +386,9 @@ def first_argmax(x: Tensor) -> Tensor:
     Strict ``>`` keeps the first maximum, as ``argmax`` does (ties to the smallest index; all ``-inf``
     gives 0), and a NaN, like ``-inf``, never beats the running maximum (only channel 0 is converted). Over
     NCHW the reduction strides across whole planes and is slow on CPU; K full-plane comparisons are not.
-    Falls back to ``argmax`` beyond 64 channels.
+    Falls back to ``argmax`` beyond :data:`FIRST_ARGMAX_MAX_CHANNELS` channels.
     """
-    if x.shape[1] > 64:
+    if x.shape[1] > FIRST_ARGMAX_MAX_CHANNELS:
         return _nan_below(x).argmax(dim=1)
     best = _nan_below(x[:, 0])  # a copy, updated in place: fmax keeps it NaN-free
     idx = torch.zeros(best.shape, dtype=torch.long, device=x.device)

@@ -221,6 +221,67 @@ def test_cluster_soft_masks_are_member_means(rng):
     assert regions.shape == (2, 8, 12) and int(regions[1].max()) == 0
 
 
+def _one_image_region_map(masks, grid, out_hw, ratio, size):
+    """The authors' arithmetic for one image: its own K clusters as one (1, K, h, w) stack, no empty slot."""
+    masks = masks[~torch.isnan(masks).all(dim=-1)]
+    if not len(masks):
+        return torch.zeros(out_hw, dtype=torch.long)
+    x = torch.nn.functional.interpolate(
+        masks.reshape(1, len(masks), *grid), scale_factor=ratio, mode="bilinear", align_corners=False
+    )
+    x = torch.nn.functional.interpolate(
+        median_filter2d(x, size), size=out_hw, mode="bilinear", align_corners=False
+    )
+    return x[0].argmax(dim=0)
+
+
+@pytest.mark.parametrize(("grid", "out_hw"), [((6, 6), (40, 40)), ((14, 14), (224, 224)), ((5, 7), (61, 37))])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_region_map_is_each_images_own(grid, out_hw, seed):
+    """Masks 2**-22 apart (near ties), 12 slots, one image with 5 clusters: each image's region ids are those
+    of its own clusters upsampled alone, whatever the batch pads it to (PyTorch's bilinear kernel vectorises
+    across channels for small outputs, and the last bits of a channel depend on its place in the stack:
+    upsampling the padded batch as one stack moved 180 of 3,200 ids at 6 x 6 -> 40 x 40)."""
+    g = torch.Generator().manual_seed(seed)
+    n = grid[0] * grid[1]
+    masks = torch.rand(2, 1, n, generator=g) + torch.randint(0, 2, (2, 12, n), generator=g) * 2.0**-22
+    masks[1, 5:] = torch.nan
+    regions = region_map(masks, grid, out_hw, ratio=4, median_size=3)
+    for i in range(2):
+        assert torch.equal(regions[i], _one_image_region_map(masks[i], grid, out_hw, 4, 3))
+        assert torch.equal(
+            region_map(masks[i : i + 1, : 12 if i == 0 else 5], grid, out_hw, ratio=4, median_size=3)[0],
+            regions[i],
+        )
+
+
+def test_region_map_with_empty_slots_between_clusters():
+    """Empty slots that are not the last ones (not cluster_soft_masks' layout) never win either."""
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(2, 5, 16, generator=g)
+    masks[0, 1] = torch.nan
+    masks[1, 0] = torch.nan
+    masks[1, 3] = torch.nan
+    regions = region_map(masks, (4, 4), (20, 24), ratio=4, median_size=3)
+    ref = torch.nn.functional.interpolate(
+        masks.reshape(2, 5, 4, 4), scale_factor=4, mode="bilinear", align_corners=False
+    )
+    ref = torch.nn.functional.interpolate(
+        median_filter2d(ref, 3), size=(20, 24), mode="bilinear", align_corners=False
+    )
+    assert torch.equal(regions, torch.where(ref.isnan(), -torch.inf, ref).argmax(dim=1))
+    assert not bool((regions[0] == 1).any()) and not bool(torch.isin(regions[1], torch.tensor([0, 3])).any())
+
+
+def test_region_map_without_clusters_is_region_zero():
+    masks = torch.full((3, 4, 9), torch.nan)
+    masks[1, :2] = torch.rand(2, 9, generator=torch.Generator().manual_seed(0))
+    regions = region_map(masks, (3, 3), (12, 12), ratio=4, median_size=3)
+    assert torch.equal(regions[0], torch.zeros(12, 12, dtype=torch.long))
+    assert torch.equal(regions[2], torch.zeros(12, 12, dtype=torch.long))
+    assert torch.equal(regions[1], _one_image_region_map(masks[1], (3, 3), (12, 12), 4, 3))
+
+
 @pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize(
     ("grid", "out_hw"), [((14, 14), (224, 224)), ((21, 21), (336, 336)), ((3, 5), (37, 61))]
