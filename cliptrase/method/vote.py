@@ -334,8 +334,9 @@ def region_map(
     the bits, not only the time: PyTorch's CPU bilinear kernel vectorises across channels when the output
     is small (output height + width <= 128, e.g. 14 x 14 -> 56 x 56) and computes the channels of a full
     vector and the remainder differently in the last bits, so a mask's values would otherwise depend on the
-    batch it came in. The median (a selection) and the argmax run over all images at once; an image without
-    a cluster gets region 0 everywhere, as the argmax of all-NaN masks.
+    batch it came in. The median (a selection, exact in any layout) runs over all images' planes at once; an
+    image without a cluster gets region 0 everywhere, as the argmax of all-NaN masks; empty slots between
+    clusters are skipped too, and the ids stay slot ids.
 
     Args:
         masks: (B, K, N) soft masks from :func:`cluster_soft_masks`.
@@ -345,37 +346,26 @@ def region_map(
     Returns:
         (B, H, W) int64 region ids in 0..K-1.
     """
-    b, k, _ = masks.shape
+    b, _, _ = masks.shape
     h, w = grid_hw
-    used = ~torch.isnan(masks).all(dim=-1)  # (B, K)
-    counts = used.sum(dim=1)
-    if k > FIRST_ARGMAX_MAX_CHANNELS or not torch.equal(
-        used, torch.arange(k, device=masks.device) < counts[:, None]
-    ):
-        # empty slots in the middle (not cluster_soft_masks' layout): the batch as one stack
-        x = F.interpolate(
-            masks.reshape(b, k, h, w), size=(ratio * h, ratio * w), mode="bilinear", align_corners=False
-        )
-        x = F.interpolate(median_filter2d(x, median_size), size=out_hw, mode="bilinear", align_corners=False)
-        return first_argmax(x)
-    counts = counts.tolist()
+    used = ~torch.isnan(masks).all(dim=-1)  # (B, K): the slots with members
+    slots = [
+        (i, ids) for i, ids in enumerate(used.nonzero()[:, 1].split(used.sum(dim=1).tolist())) if len(ids)
+    ]
+    out = torch.zeros((b, *out_hw), dtype=torch.long, device=masks.device)
+    if not slots:  # no image has a cluster
+        return out
+    up = (ratio * h, ratio * w)
     planes = [
         F.interpolate(
-            masks[i, :n].reshape(1, n, h, w),
-            size=(ratio * h, ratio * w),
-            mode="bilinear",
-            align_corners=False,
+            masks[i, ids].reshape(1, len(ids), h, w), size=up, mode="bilinear", align_corners=False
         )[0]
-        for i, n in enumerate(counts)
-        if n
+        for i, ids in slots
     ]
-    if not planes:  # no image has a cluster
-        return torch.zeros((b, *out_hw), dtype=torch.long, device=masks.device)
-    filtered = median_filter2d(torch.cat(planes), median_size).split([n for n in counts if n])
-    out = torch.zeros((b, *out_hw), dtype=torch.long, device=masks.device)
-    for i, x in zip((i for i, n in enumerate(counts) if n), filtered):
-        x = F.interpolate(x[None], size=out_hw, mode="bilinear", align_corners=False)
-        out[i] = first_argmax(x)[0]
+    filtered = median_filter2d(torch.cat(planes), median_size).split([len(ids) for _, ids in slots])
+    for (i, ids), x in zip(slots, filtered):
+        best = first_argmax(F.interpolate(x[None], size=out_hw, mode="bilinear", align_corners=False))[0]
+        out[i] = best if int(ids[-1]) == len(ids) - 1 else ids[best]  # slot ids (empty slots in between)
     return out
 
 
