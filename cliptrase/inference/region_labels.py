@@ -245,9 +245,8 @@ def _winners(
         first = cells[0]
         prompt = top_prompt.take(first)
         values = _flat(table, prompt[None])(cells)  # (4, n): the winner's value at each corner
-        same = (
-            top_prompt if with_best else top_class
-        )  # each corner's best prompt / class must be the winner's
+        # each corner's best prompt (with prob_thd: its best score is read) or class must be the winner's
+        same = top_prompt if with_best else top_class
         ok = torch.ones(first.shape, dtype=torch.bool)
         for k in range(4):
             ok &= (same.take(cells[k]) == same.take(first)) & (values[k] - rival.take(cells[k]) > 2 * margin)

@@ -346,7 +346,7 @@ def region_map(
     Returns:
         (B, H, W) int64 region ids in 0..K-1.
     """
-    b, _, _ = masks.shape
+    b = masks.shape[0]
     h, w = grid_hw
     used = ~torch.isnan(masks).all(dim=-1)  # (B, K): the slots with members
     slots = [

@@ -155,13 +155,7 @@ def bench_table(args) -> None:
         f"{images} images, batch {batch_size}, window batch {window_batch} (first batch = warm-up, not "
         f"counted), {args.workers} loader workers =="
     )
-    head = (
-        f"{'method':<10} {'protocol':<9} {'backbone':<9} {'prec':<5} {'img/s':>7} {'s/img':>7} {'bare s':>7} "
-        f"{'ratio':>6} {'r.mean':>6} {'enc':>5} {'beyond':>6} "
-        f"{'RSS MB':>7} {'CUDA MB':>8} | "
-        + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
-        + f" | {'text s':>6}"
-    )
+    head = f"{'method':<10} {'protocol':<9} {'backbone':<9} {'prec':<5} " + row_header() + f" | {'text s':>6}"
     print(head + "\n" + "-" * len(head))
     text_rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +209,14 @@ RATIO_NOTE = (
     "(iteration / the bare encoder timed right after it); r.mean = mean s/img / mean bare s = enc + beyond, "
     "where enc = the pipeline's encoder stage / mean bare s, beyond = (s/img - encoder stage) / mean bare s"
 )
+
+
+def row_header() -> str:
+    """The column labels of :func:`row_figures`, in its widths."""
+    return (
+        f"{'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} {'r.mean':>6} {'enc':>5} {'beyond':>6} "
+        f"{'RSS MB':>7} {'CUDA MB':>8} | " + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
+    )
 
 
 def row_figures(r: dict) -> str:

@@ -139,9 +139,7 @@ def _scoring_table(datasets, device, repeats: int, paths: tuple[str, str], label
 
 
 def bench_vocab(args) -> None:
-    from cliptrase.utils.profiling import STAGES
-
-    from .table import RATIO_NOTE, row_figures
+    from .table import RATIO_NOTE, row_figures, row_header
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -170,11 +168,7 @@ def bench_vocab(args) -> None:
         f"\nharness, standard protocol, {args.backbone} random weights fp32, {images} images per vocabulary "
         f"(first = warm-up), batch {batch_size}, window batch {window_batch}, {args.workers} loader workers"
     )
-    head = (
-        f"{'vocabulary':<11} {'prompts':>7} {'img/s':>7} {'s/img':>7} {'bare s':>7} {'ratio':>6} "
-        f"{'r.mean':>6} {'enc':>5} {'beyond':>6} {'RSS MB':>7} {'CUDA MB':>8} | "
-        + " ".join(f"{k[:7]:>7}" for k in (*STAGES, "other"))
-    )
+    head = f"{'vocabulary':<11} {'prompts':>7} " + row_header()
     print(head + "\n" + "-" * len(head))
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in datasets:
