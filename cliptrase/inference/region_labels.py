@@ -35,16 +35,26 @@ open.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 from cliptrase.inference import bilinear
+
+try:  # numba is a dependency; without it (a stripped install) steps 2-3 run in PyTorch
+    from cliptrase.inference import region_kernel
+except ImportError:  # pragma: no cover
+    region_kernel = None
 from cliptrase.inference.scoring import small_classes, upsampled_labels
 from cliptrase.inference.window_scores import RegionScores, StitchedScores
 
 MARGIN = 2.0**-16
 """Slack of every bound, relative to the largest |score|: far above the float32 rounding of the kernel's three
 multiply-adds (< 2**-22 relative), so no bound excludes a prompt that can reach a pixel's top score."""
+
+ENGINES = ("auto", "numba", "torch")
+"""Implementations of steps 2-3 (:func:`region_labels`' ``engine``)."""
 
 PAIR_CHUNK = 1 << 18
 """(pixel, prompt) values evaluated at once."""
@@ -75,6 +85,8 @@ def region_labels(
     logit_scale: float,
     prob_thd: float = 0.0,
     area_thd: float | None = None,
+    *,
+    engine: str = "auto",
 ) -> Tensor | None:
     """Labels of ``F.interpolate(scores.dense()[None], size, "bilinear")`` as
     :func:`~cliptrase.inference.scoring.scores_to_labels` gives them, or None where this path does not apply
@@ -85,10 +97,17 @@ def region_labels(
         scores: (P, h, w) scores as region rows.
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as ``scores_to_labels``.
+        engine: steps 2-3 compiled (``"numba"``: :mod:`~cliptrase.inference.region_kernel`), vectorised in
+            PyTorch (``"torch"``), or the compiled one where Numba is installed (``"auto"``); the same labels.
 
     Returns:
         (H, W) int64 labels, or None.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    compiled = engine == "numba" or (engine == "auto" and region_kernel is not None)
+    if compiled and region_kernel is None:
+        raise RuntimeError("engine='numba' needs the numba package (pip install numba)")
     table = scores.table
     height, width = int(size[0]), int(size[1])
     if (
@@ -106,20 +125,21 @@ def region_labels(
     prompt_class = prompt_to_class.cpu().long()
     margin = MARGIN * float(table.abs().max())
     with_best = bool(prob_thd)
+    winners = _compiled_winners if compiled else _winners
 
-    best, labels = _winners(table, grid, prompt_class, margin, arithmetic, with_best)
+    best, labels = winners(table, grid, prompt_class, margin, arithmetic, with_best)
     if area_thd is not None:
         small = small_classes(labels, n_classes, area_thd)
         if bool(small.any()):
             kept = table.masked_fill(small[prompt_class][None, :], -torch.inf)
-            best, labels = _winners(kept, grid, prompt_class, margin, arithmetic, with_best)
+            best, labels = winners(kept, grid, prompt_class, margin, arithmetic, with_best)
     if prob_thd:
         labels[_improbable(table, grid, logit_scale, best, prob_thd)] = 0
     return labels
 
 
 class _Grid:
-    """The cells of an (h, w) row map upsampled to (H, W).
+    """The cells of an (h, w) row map upsampled to (H, W); what a path does not read is not formed.
 
     Attributes:
         rows, cols: the axes' :class:`~cliptrase.inference.bilinear.AxisWeights`.
@@ -134,19 +154,39 @@ class _Grid:
         self.index = index
         self.rows = bilinear.axis_weights(index.shape[0], height, arithmetic)
         self.cols = bilinear.axis_weights(index.shape[1], width, arithmetic)
-        used_y, self.y_cell = torch.unique(self.rows.i0, return_inverse=True)
-        used_x, self.x_cell = torch.unique(self.cols.i0, return_inverse=True)
+
+    @functools.cached_property
+    def _cells(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        used_y, y_cell = torch.unique(self.rows.i0, return_inverse=True)
+        used_x, x_cell = torch.unique(self.cols.i0, return_inverse=True)
+        return used_y, y_cell, used_x, x_cell
+
+    @property
+    def y_cell(self) -> Tensor:
+        return self._cells[1]
+
+    @property
+    def x_cell(self) -> Tensor:
+        return self._cells[3]
+
+    @functools.cached_property
+    def corners(self) -> Tensor:
+        used_y, _, used_x, _ = self._cells
+        index = self.index
         next_y = (used_y + 1).clamp_max(index.shape[0] - 1)  # i1 of every output row starting at used_y
         next_x = (used_x + 1).clamp_max(index.shape[1] - 1)
         top, bottom = index[used_y], index[next_y]
-        self.corners = torch.stack([top[:, used_x], top[:, next_x], bottom[:, used_x], bottom[:, next_x]])
+        return torch.stack([top[:, used_x], top[:, next_x], bottom[:, used_x], bottom[:, next_x]])
+
+    @functools.cached_property
+    def mixed(self) -> Tensor:
         c = self.corners
-        self.mixed = (c[1] != c[0]) | (c[2] != c[0]) | (c[3] != c[0])
+        return (c[1] != c[0]) | (c[2] != c[0]) | (c[3] != c[0])
 
     @property
     def shape(self) -> tuple[int, int]:
         """(H, W)."""
-        return (self.y_cell.numel(), self.x_cell.numel())
+        return (self.rows.i0.numel(), self.cols.i0.numel())
 
     def per_pixel(self, per_cell: Tensor) -> Tensor:
         """(H, W) values of an (n_y, n_x) per-cell tensor (columns first: the row gather then copies whole
@@ -215,10 +255,40 @@ class _Best:
     def at(self, pixels: Tensor) -> Tensor:
         """(n,) scores at flat output ``pixels``."""
         missing = pixels[~self.known.take(pixels)]
-        for ids in missing.split(PAIR_CHUNK):
+        for ids in missing.split(PAIR_CHUNK) if missing.numel() else ():
             prompts = self.winner.view(-1).take(self.grid.pixel_cells(ids))
             self.set(ids, self.grid.pair_values(self.table, prompts, self.grid.sources(ids), "approx"))
         return self.values.take(pixels)
+
+
+def _compiled_winners(
+    table: Tensor, grid: _Grid, prompt_class: Tensor, margin: float, arithmetic: str, with_best: bool
+) -> tuple[_Best | None, Tensor]:
+    """:func:`_winners` by :func:`~cliptrase.inference.region_kernel.winners`: the same rows' best prompts
+    and rivals, then one compiled pass over the output pixels."""
+    top_prompt, top_class, rival = _row_leaders(table, prompt_class, with_best)
+    leaders = (top_prompt, rival, top_prompt if with_best else top_class)
+    labels, values = region_kernel.winners(
+        table, grid.index, grid.rows, grid.cols, prompt_class, leaders, margin, arithmetic, with_best
+    )
+    if values is None:
+        return None, labels
+    best = _Best(table, grid, None)
+    best.set(torch.arange(values.numel()), values.view(-1))
+    return best, labels
+
+
+def _row_leaders(table: Tensor, prompt_class: Tensor, with_best: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row: its best prompt, that prompt's class, and the best value of its rivals (with ``prob_thd``
+    every other prompt, so that the best prompt's value is the best score; else the prompts of other
+    classes)."""
+    top_prompt = table.argmax(dim=1)
+    top_class = prompt_class.take(top_prompt)
+    if with_best:
+        rival = table.scatter(1, top_prompt[:, None], -torch.inf).amax(dim=1)
+    else:
+        rival = table.masked_fill(prompt_class[None, :] == top_class[:, None], -torch.inf).amax(dim=1)
+    return top_prompt, top_class, rival
 
 
 def _winners(
@@ -227,12 +297,7 @@ def _winners(
     """(the best score (:class:`_Best`) or None, (H, W) int64 label); prompts scoring ``-inf`` in ``table``
     are out."""
     # step 2: cells settled by their corners' best prompt
-    top_prompt = table.argmax(dim=1)
-    top_class = prompt_class.take(top_prompt)
-    if with_best:  # the runner-up over every other prompt: p* is the best prompt, its value the best score
-        rival = table.scatter(1, top_prompt[:, None], -torch.inf).amax(dim=1)
-    else:  # over the prompts of other classes
-        rival = table.masked_fill(prompt_class[None, :] == top_class[:, None], -torch.inf).amax(dim=1)
+    top_prompt, top_class, rival = _row_leaders(table, prompt_class, with_best)
     corners = grid.corners
     winner = top_prompt.take(corners[0])
     # a cell reading one row (most of them) is settled by that row's own margin; the test of the others

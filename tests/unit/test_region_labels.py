@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cliptrase.inference import bilinear
 from cliptrase.inference import region_labels as region_labels_module
-from cliptrase.inference.region_labels import region_labels
+from cliptrase.inference.region_labels import region_kernel, region_labels
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.window_scores import RegionScores
 
@@ -109,10 +109,14 @@ CASES = [
 ]
 
 
+ENGINES = ["torch", pytest.param("numba", marks=pytest.mark.skipif(region_kernel is None, reason="no numba"))]
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(("prob_thd", "area_thd"), [(0.0, None), (0.09, None), (0.0, 0.1), (0.09, 0.1)])
 @pytest.mark.parametrize("near_ties", [False, True])
-def test_equals_the_full_upsampling(case, prob_thd, area_thd, near_ties):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_equals_the_full_upsampling(case, prob_thd, area_thd, near_ties, engine):
     _kernel_arithmetic()
     n_prompts, n_classes, hw, size = case
     scores = _regions(n_prompts + hw[0], n_prompts, hw, near_ties=near_ties)
@@ -125,7 +129,7 @@ def test_equals_the_full_upsampling(case, prob_thd, area_thd, near_ties):
         0
     ]
     ref = scores_to_labels(full, p2c, n_classes, 40.0, prob_thd, area_thd=area_thd)
-    ours = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd, area_thd)
+    ours = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd, area_thd, engine=engine)
     assert ours is not None and ours.dtype == torch.int64
     assert torch.equal(ours, ref)
     assert torch.equal(upsampled_labels(scores, size, p2c, n_classes, 40.0, prob_thd, area_thd), ref)
@@ -154,8 +158,8 @@ def test_cases_reach_every_branch(monkeypatch):
         return pixel_rows(grid, table, pixels)
 
     monkeypatch.setattr(region_labels_module._Grid, "pixel_rows", counting_rows)
-    labels = region_labels(scores, size, p2c, n_classes, 40.0)
-    thresholded = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd=0.09)
+    labels = region_labels(scores, size, p2c, n_classes, 40.0, engine="torch")
+    thresholded = region_labels(scores, size, p2c, n_classes, 40.0, prob_thd=0.09, engine="torch")
     assert "plain" in calls and arithmetic in calls
     assert 0 < sum(exact_norms) < 0.05 * size[0] * size[1]  # bounds decide nearly everywhere
     suppressed = int(((thresholded == 0) & (labels != 0)).sum())
@@ -219,7 +223,7 @@ def test_rows_near_prob_thd_are_decided_per_pixel(offset, monkeypatch):
     monkeypatch.setattr(region_labels_module._Best, "at", lambda self, px: (read.append(px), at(self, px))[1])
     full = F.interpolate(scores.dense()[None], size=size, mode="bilinear", align_corners=False)[0]
     ref = scores_to_labels(full, p2c, n_prompts, scale, prob_thd)
-    assert torch.equal(region_labels(scores, size, p2c, n_prompts, scale, prob_thd), ref)
+    assert torch.equal(region_labels(scores, size, p2c, n_prompts, scale, prob_thd, engine="torch"), ref)
     grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
     row_0 = grid.per_pixel((grid.corners == 0).all(dim=0)).view(-1)  # pixels of cells reading row 0 only
     assert bool(row_0.any())
@@ -273,3 +277,76 @@ def test_stitched_labels_takes_the_region_path_where_it_applies(monkeypatch):
         ref = scores_to_labels(full, p2c, 6, 40.0, 0.1, area_thd=0.1)
         assert torch.equal(region_labels_module.stitched_labels(s, size, p2c, 6, 40.0, 0.1, 0.1), ref)
     assert len(used) == 2 and used[0] is not None and used[1] is None  # dense scores never ask it
+
+
+@pytest.mark.skipif(region_kernel is None, reason="numba is not installed")
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("with_best", [False, True])
+def test_compiled_steps_equal_the_vectorised_ones(case, with_best):
+    """The compiled pass gives the PyTorch path's labels and best scores, value for value, on near ties."""
+    arithmetic = _kernel_arithmetic()
+    n_prompts, n_classes, hw, size = case
+    scores = _regions(n_prompts + hw[0], n_prompts, hw, near_ties=True)
+    p2c = torch.arange(n_prompts) % n_classes
+    grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
+    margin = region_labels_module.MARGIN * float(scores.table.abs().max())
+    args = (scores.table, grid, p2c, margin, arithmetic, with_best)
+    best, labels = region_labels_module._winners(*args)
+    compiled_best, compiled_labels = region_labels_module._compiled_winners(*args)
+    assert torch.equal(compiled_labels, labels)
+    if with_best:
+        everywhere = torch.arange(labels.numel())
+        assert torch.equal(compiled_best.at(everywhere), best.at(everywhere))
+
+
+@pytest.mark.skipif(region_kernel is None, reason="numba is not installed")
+def test_compiled_exact_values_decide_near_ties():
+    """Near ties of different classes reach the compiled pass's exact values: with the other arithmetic
+    (plain float32 in place of the kernel's fused multiply-adds, or the reverse) some label differs from the
+    full upsampling, with the kernel's own none does."""
+    arithmetic = _kernel_arithmetic()
+    n_prompts, n_classes, hw, size = CASES[0]
+    wrong = 0
+    for seed in range(6):
+        scores = _regions(seed, n_prompts, hw, near_ties=True)
+        p2c = torch.arange(n_prompts)
+        dense = scores.dense().contiguous()[None]
+        ref = scores_to_labels(
+            F.interpolate(dense, size=size, mode="bilinear", align_corners=False)[0], p2c, n_classes, 40.0
+        )
+        grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
+        top_prompt, top_class, rival = region_labels_module._row_leaders(scores.table, p2c, False)
+        margin = region_labels_module.MARGIN * float(scores.table.abs().max())
+        for used in ("fma", "plain"):
+            labels, _ = region_kernel.winners(
+                scores.table, grid.index, grid.rows, grid.cols, p2c, (top_prompt, rival, top_class), margin,
+                used, False,
+            )  # fmt: skip
+            if used == arithmetic:
+                assert torch.equal(labels, ref)
+            else:
+                wrong += int((labels != ref).sum())
+    assert wrong > 0
+
+
+@pytest.mark.skipif(region_kernel is None, reason="numba is not installed")
+def test_compiled_bilinear_values_round_as_the_kernel():
+    """region_kernel's per-value arithmetic equals bilinear.gathered_values (itself checked against
+    F.interpolate and against exact rationals above), including a double-rounding trap."""
+    gen = np.random.default_rng(3)
+    corners = (gen.standard_normal((4, 2000)) * 2.0 ** gen.integers(-20, 20, (4, 2000))).astype(np.float32)
+    weights = gen.random((2, 2000)).astype(np.float32)
+    u0, u1, w0, w1 = 1 - weights[0], weights[0], 1 - weights[1], weights[1]
+    x, y, z = _f32(2**-12 * (1 + 2**-23)), _f32(2**-12 * (1 - 2**-23)), _f32(1 + 2**-23)
+    # fma(z, 1, x * y) * ... : the trap of test_fused_multiply_add_rounds_once inside the first combination
+    corners[:, 0], u0[0], u1[0], w0[0], w1[0] = (z, x, 0.0, 0.0), 1.0, y, 1.0, 0.0
+    for kind, compiled in (("fma", region_kernel._fused), ("plain", region_kernel._plain)):
+        want = bilinear.gathered_values(*map(torch.from_numpy, (*corners, u0, u1, w0, w1)), kind).numpy()
+        got = [compiled(*map(np.float32, (*corners[:, i], u0[i], u1[i], w0[i], w1[i]))) for i in range(2000)]
+        assert np.array_equal(np.array(got, np.float32), want), kind
+
+
+def test_engine_is_checked():
+    scores = _regions(0, 6, (20, 20))
+    with pytest.raises(ValueError, match="engine must be one of"):
+        region_labels(scores, (70, 80), torch.arange(6), 6, 40.0, engine="cuda")
