@@ -240,13 +240,16 @@ class _Grid:
 class _Best:
     """The winning score at every output pixel (``prob_thd``), formed where read: step 3 sets it at the pixels
     it decides; elsewhere it is the winner's upsampled value in plain float32 (:meth:`_Grid.pair_values`'s
-    ``"approx"``), computed on the first read."""
+    ``"approx"``), computed on the first read. The compiled pass gives it at every pixel (``values``, (H, W);
+    no ``winner`` then)."""
 
-    def __init__(self, table: Tensor, grid: _Grid, winner: Tensor) -> None:
+    def __init__(
+        self, table: Tensor, grid: _Grid, winner: Tensor | None, values: Tensor | None = None
+    ) -> None:
         self.table, self.grid, self.winner = table, grid, winner  # winner: (n_y, n_x) prompt of each cell
         n = grid.shape[0] * grid.shape[1]
-        self.values = torch.empty(n)
-        self.known = torch.zeros(n, dtype=torch.bool)
+        self.values = torch.empty(n) if values is None else values.reshape(n)
+        self.known = torch.full((n,), values is not None, dtype=torch.bool)
 
     def set(self, pixels: Tensor, values: Tensor) -> None:
         self.values[pixels] = values
@@ -271,11 +274,7 @@ def _compiled_winners(
     labels, values = region_kernel.winners(
         table, grid.index, grid.rows, grid.cols, prompt_class, leaders, margin, arithmetic, with_best
     )
-    if values is None:
-        return None, labels
-    best = _Best(table, grid, None)
-    best.set(torch.arange(values.numel()), values.view(-1))
-    return best, labels
+    return (None if values is None else _Best(table, grid, None, values)), labels
 
 
 def _row_leaders(table: Tensor, prompt_class: Tensor, with_best: bool) -> tuple[Tensor, Tensor, Tensor]:
