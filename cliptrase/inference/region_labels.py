@@ -134,7 +134,7 @@ def region_labels(
             kept = table.masked_fill(small[prompt_class][None, :], -torch.inf)
             best, labels = winners(kept, grid, prompt_class, margin, arithmetic, with_best)
     if prob_thd:
-        labels[_improbable(table, grid, logit_scale, best, prob_thd)] = 0
+        labels.masked_fill_(_improbable(table, grid, logit_scale, best, prob_thd, compiled), 0)
     return labels
 
 
@@ -465,7 +465,9 @@ LOG_SLACK = 1e-3
 """Slack, in log units, of the bounds :func:`_improbable` decides with (float32 errors are ~1e-5 here)."""
 
 
-def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, prob_thd: float) -> Tensor:
+def _improbable(
+    table: Tensor, grid: _Grid, logit_scale: float, best: _Best, prob_thd: float, compiled: bool
+) -> Tensor:
     """(H, W) bool: the winner's probability ``exp(s * best - logsumexp(s * scores))`` is below ``prob_thd``.
 
     Where the four corners share one row, the logsumexp is the row's (module doc, step 4) and the best score
@@ -475,20 +477,38 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, pro
     logsumexp, a convex function, lies between the tangent planes at the corners, ``L_k + s * softmax(s * s_k)
     . (v - s_k)``, and the combination of its corner values ``sum_k w_k L_k`` (Jensen): only pixels whose
     probability these bounds leave within :data:`LOG_SLACK` of ``prob_thd`` compute it from every prompt's
-    value.
+    value. ``compiled``: the bounds per pixel in one pass
+    (:func:`~cliptrase.inference.region_kernel.thresholds`); else vectorised, first per corner combination
+    (:func:`_verdicts`), then per pixel where those leave it open. Both send the same pixels' undecided
+    cases to the same exact evaluation, so the labels are the same.
     """
-    corners = grid.corners
     row_norm = torch.logsumexp(logit_scale * table, dim=1)  # (A,)
     log_thd = float(torch.log(torch.tensor(prob_thd)))
     row_log_p = logit_scale * best.table.amax(dim=1) - row_norm  # the winner's, where a cell reads one row
+    row_near = (row_log_p - log_thd).abs_().le(LOG_SLACK)
+    if compiled:
+        row_verdict = torch.where(row_near, region_kernel.ROW_NEAR, (row_log_p < log_thd).to(torch.int8)).to(
+            torch.int8
+        )
+        verdict = region_kernel.thresholds(
+            table, grid.index, grid.rows, grid.cols, row_norm, row_verdict,
+            best.values.view(grid.shape), logit_scale, log_thd, LOG_SLACK,
+        )  # fmt: skip
+        out = verdict == region_kernel.IMPROBABLE
+        flat = out.view(-1)
+        near = (verdict.view(-1) == region_kernel.ROW_NEAR).nonzero().squeeze(1)
+        _decide_by_row(flat, near, grid, row_norm, best, logit_scale, prob_thd)
+        hard = (verdict.view(-1) == region_kernel.OPEN).nonzero().squeeze(1)
+        _decide_exactly(flat, hard, best.at(hard), table, grid, logit_scale, prob_thd)
+        return out
+    corners = grid.corners
     out = grid.per_pixel((row_log_p < log_thd).take(corners[0]))
     flat = out.view(-1)
     mixed_cells = grid.mixed
-    near_cells = (row_log_p - log_thd).abs_().le(LOG_SLACK).take(corners[0]) & ~mixed_cells
+    near_cells = row_near.take(corners[0]) & ~mixed_cells
     if bool(near_cells.any()):
         near = grid.per_pixel(near_cells).view(-1).nonzero().squeeze(1)
-        norm = row_norm.take(corners[0].view(-1).take(grid.pixel_cells(near)))
-        flat[near] = torch.exp(logit_scale * best.at(near) - norm) < prob_thd
+        _decide_by_row(flat, near, grid, row_norm, best, logit_scale, prob_thd)
     if not bool(mixed_cells.any()):
         return out
     quads, cell_combination = grid.combinations(mixed_cells, table.shape[0])
@@ -521,12 +541,40 @@ def _improbable(table: Tensor, grid: _Grid, logit_scale: float, best: _Best, pro
     log_best = logit_scale * best_mixed
     flat[mixed] = log_best - lower < log_thd  # decided where the two bounds agree (below)
     unsure = (log_best - upper < log_thd + LOG_SLACK) & (log_best - lower >= log_thd - LOG_SLACK)
-    hard, hard_best = mixed[unsure], best_mixed[unsure]
-    for ids in torch.arange(hard.numel()).split(max(PAIR_CHUNK // table.shape[1], 1)):
-        px = hard[ids]
-        norm = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
-        flat[px] = torch.exp(logit_scale * hard_best[ids] - norm) < prob_thd
+    _decide_exactly(flat, mixed[unsure], best_mixed[unsure], table, grid, logit_scale, prob_thd)
     return out
+
+
+def _decide_by_row(
+    flat: Tensor,
+    near: Tensor,
+    grid: _Grid,
+    row_norm: Tensor,
+    best: _Best,
+    logit_scale: float,
+    prob_thd: float,
+) -> None:
+    """``flat[near]``: the verdict at pixels reading one row, with that row's logsumexp and their own best
+    score."""
+    if near.numel():
+        norm = row_norm.take(grid.sources(near)[0][0])
+        flat[near] = torch.exp(logit_scale * best.at(near) - norm) < prob_thd
+
+
+def _decide_exactly(
+    flat: Tensor,
+    pixels: Tensor,
+    best: Tensor,
+    table: Tensor,
+    grid: _Grid,
+    logit_scale: float,
+    prob_thd: float,
+) -> None:
+    """``flat[pixels]``: the verdict with the logsumexp of every prompt's (plain float32) value."""
+    for ids in torch.arange(pixels.numel()).split(max(PAIR_CHUNK // table.shape[1], 1)):
+        px = pixels[ids]
+        norm = torch.logsumexp(logit_scale * grid.pixel_rows(table, px), dim=1)
+        flat[px] = torch.exp(logit_scale * best[ids] - norm) < prob_thd
 
 
 def _verdicts(

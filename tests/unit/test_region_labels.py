@@ -203,7 +203,8 @@ def test_cropped_region_rows():
 
 
 @pytest.mark.parametrize("offset", [-5e-4, -2e-4, 2e-4, 5e-4, -3e-3, 3e-3])
-def test_rows_near_prob_thd_are_decided_per_pixel(offset, monkeypatch):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rows_near_prob_thd_are_decided_per_pixel(offset, engine, monkeypatch):
     """A row whose winning probability lies within LOG_SLACK of prob_thd is not decided by the row: the
     pixels of its cells use their own best score; outside the slack the row decides. Both equal the full
     upsampling."""
@@ -223,7 +224,7 @@ def test_rows_near_prob_thd_are_decided_per_pixel(offset, monkeypatch):
     monkeypatch.setattr(region_labels_module._Best, "at", lambda self, px: (read.append(px), at(self, px))[1])
     full = F.interpolate(scores.dense()[None], size=size, mode="bilinear", align_corners=False)[0]
     ref = scores_to_labels(full, p2c, n_prompts, scale, prob_thd)
-    assert torch.equal(region_labels(scores, size, p2c, n_prompts, scale, prob_thd, engine="torch"), ref)
+    assert torch.equal(region_labels(scores, size, p2c, n_prompts, scale, prob_thd, engine=engine), ref)
     grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
     row_0 = grid.per_pixel((grid.corners == 0).all(dim=0)).view(-1)  # pixels of cells reading row 0 only
     assert bool(row_0.any())
@@ -260,6 +261,46 @@ def test_combination_verdicts_hold_at_every_convex_combination(masked):
     log_p = scale * v_kept.amax(dim=-1) - torch.logsumexp(scale * v, dim=-1)  # (T, n)
     assert bool((log_p[verdict == 1] < log_thd).all())
     assert bool((log_p[verdict == 0] >= log_thd).all())
+
+
+@pytest.mark.skipif(region_kernel is None, reason="numba is not installed")
+def test_compiled_threshold_verdicts_hold_at_every_pixel():
+    """region_kernel.thresholds: a pixel called improbable has log p < log prob_thd, one called probable
+    log p >= log prob_thd (log p from every prompt's upsampled value, float64); the open ones and the near
+    row's pixels are the only ones left; the pair table and the per-pixel values give the same verdicts; all
+    four verdicts occur."""
+    arithmetic = _kernel_arithmetic()
+    scale, prob_thd, size = 40.0, 0.45, (113, 137)
+    scores = _regions(11, 8, (50, 60), n_rows=30)
+    table = scores.table.clone()
+    gen = torch.Generator().manual_seed(2)
+    table[:12, 0] += 0.03 + 0.12 * torch.rand(12, generator=gen)  # confident rows, some near the threshold
+    others = torch.logsumexp(scale * table[5, 1:].double(), dim=0)  # row 5: p = prob_thd * exp(2e-4)
+    p = prob_thd * float(np.exp(2e-4))
+    table[5, 0] = float((np.log(p / (1 - p)) + others) / scale)
+    scores = RegionScores(table, scores.index)
+    grid = region_labels_module._Grid(scores.index.long(), *size, arithmetic)
+    full = F.interpolate(scores.dense()[None].double(), size=size, mode="bilinear", align_corners=False)[0]
+    best = full.amax(dim=0).float()
+    log_p = scale * best.double() - torch.logsumexp(scale * full, dim=0)
+    row_norm = torch.logsumexp(scale * table, dim=1)
+    log_thd = float(np.log(prob_thd))
+    row_log_p = scale * table.amax(dim=1) - row_norm
+    near = (row_log_p - log_thd).abs() <= region_labels_module.LOG_SLACK
+    row_verdict = torch.where(near, region_kernel.ROW_NEAR, (row_log_p < log_thd).to(torch.int8)).to(
+        torch.int8
+    )
+    args = (table, grid.index, grid.rows, grid.cols, row_norm, row_verdict, best, scale, log_thd)
+    verdict = region_kernel.thresholds(*args, region_labels_module.LOG_SLACK, keep_pairs=True)
+    assert torch.equal(
+        region_kernel.thresholds(*args, region_labels_module.LOG_SLACK, keep_pairs=False), verdict
+    )
+    assert {int(v) for v in verdict.unique()} == {0, 1, 2, 3}
+    assert bool((log_p[verdict == region_kernel.IMPROBABLE] < log_thd).all())
+    assert bool((log_p[verdict == region_kernel.PROBABLE] >= log_thd).all())
+    one_row = grid.per_pixel((grid.corners == 5).all(dim=0))
+    assert torch.equal(verdict == region_kernel.ROW_NEAR, one_row)
+    assert int((verdict == region_kernel.OPEN).sum()) < 0.05 * verdict.numel()  # the bounds decide most
 
 
 def test_stitched_labels_takes_the_region_path_where_it_applies(monkeypatch):
