@@ -11,7 +11,8 @@ scores: about 25 -> 6 ms; PC-459's: 77 -> 19 ms). Per pixel:
 - step 3, any other pixel: every prompt's value in plain float32 (one branch-free pass, which the compiler
   vectorises, instead of ``_winners``' bounds per corner combination), the top, and the prompts within
   ``margin`` of it; where those are of different classes, their values as PyTorch's kernel rounds them
-  (its fused multiply-adds by LLVM's ``llvm.fma.f32``: one rounding, exactly), and the label is the smallest
+  (its fused multiply-adds by LLVM's ``llvm.fma.f32``: one rounding, exactly;
+  :mod:`cliptrase.utils.bilinear_jit`), and the label is the smallest
   class among the prompts reaching the top score, as ``scores_to_labels`` takes it.
 
 The labels are ``_winners``' (both are the full upsampling's): the bounds there drop only prompts that stay
@@ -29,46 +30,20 @@ threshold go to ``_improbable``'s exact evaluation, as the vectorised path's do:
 saved scores: about 9 -> 4 ms).
 
 Compiled on first use and cached on disk by Numba (``cache=True``: next to this file, or Numba's user-wide
-cache directory where that is read-only).
+cache directory where that is read-only). The per-value arithmetic is
+:mod:`cliptrase.utils.bilinear_jit`'s (after editing that module, clear this one's Numba cache).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 from torch import Tensor
 
-from cliptrase.inference.bilinear import AxisWeights
-
-
-@intrinsic
-def _fma32(typingctx, a, b, c):
-    """float32 ``a * b + c`` rounded once (``llvm.fma.f32``: never split, contracted or approximated)."""
-
-    def codegen(context, builder, signature, args):
-        f32 = ir.FloatType()
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(f32, [f32, f32, f32]), "llvm.fma.f32"
-        )
-        return builder.call(fn, args)
-
-    return types.float32(types.float32, types.float32, types.float32), codegen
-
-
-@njit(cache=True, nogil=True)
-def _plain(a, b, c, d, u0, u1, w0, w1):
-    """``bilinear.gathered_values``' "plain": ``(a*u0 + b*u1)*w0 + (c*u0 + d*u1)*w1``, float32 steps."""
-    return (a * u0 + b * u1) * w0 + (c * u0 + d * u1) * w1
-
-
-@njit(cache=True, nogil=True)
-def _fused(a, b, c, d, u0, u1, w0, w1):
-    """``bilinear.gathered_values``' "fma": ``fma(fma(a, u0, b*u1), w0, fma(c, u0, d*u1) * w1)``."""
-    return _fma32(_fma32(a, u0, b * u1), w0, _fma32(c, u0, d * u1) * w1)
+from cliptrase.utils.bilinear import AxisWeights
+from cliptrase.utils.bilinear_jit import fused as _fused
+from cliptrase.utils.bilinear_jit import plain as _plain
 
 
 @njit(cache=True, nogil=True)
@@ -281,7 +256,7 @@ def winners(
 
     Args:
         table: (A, P) float32 region rows; index: (h, w) int64 row map.
-        rows, cols: the two axes' weights (:func:`~cliptrase.inference.bilinear.axis_weights`).
+        rows, cols: the two axes' weights (:func:`~cliptrase.utils.bilinear.axis_weights`).
         prompt_class: (P,) int64 class of every prompt.
         leaders: (A,) each row's best prompt, its rival's value, and what the corners must share (the best
             prompt with ``prob_thd``, else its class).

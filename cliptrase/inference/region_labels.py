@@ -17,7 +17,7 @@ P values and an (h, w) row map), which this module labels without forming any pr
    reaches the best smallest corner value and that neither of two strong prompts beats at all four corners:
    :func:`_candidates`); at their pixels the candidates' values in float32, and, where candidates of different
    classes come within ``margin`` of the top, their values with the kernel's own arithmetic
-   (:mod:`cliptrase.inference.bilinear`), equal bit for bit to ``F.interpolate``'s; the label is then taken as
+   (:mod:`cliptrase.utils.bilinear`), equal bit for bit to ``F.interpolate``'s; the label is then taken as
    ``scores_to_labels`` takes it (the smallest class among the prompts reaching the top score).
 4. ``prob_thd`` needs the winner's probability ``exp(s * best - logsumexp(s * scores))``. Step 2 then requires
    the same best prompt at the four corners and the runner-up over all other prompts (same class included), so
@@ -40,7 +40,7 @@ import functools
 import torch
 from torch import Tensor
 
-from cliptrase.inference import bilinear
+from cliptrase.utils import bilinear
 
 try:  # numba is a dependency; without it (a stripped install) steps 2-3 run in PyTorch
     from cliptrase.inference import region_kernel
@@ -91,7 +91,7 @@ def region_labels(
     """Labels of ``F.interpolate(scores.dense()[None], size, "bilinear")`` as
     :func:`~cliptrase.inference.scoring.scores_to_labels` gives them, or None where this path does not apply
     (not on the CPU, not float32, a non-finite score, an output PyTorch vectorises differently, or a PyTorch
-    whose bilinear kernel :func:`~cliptrase.inference.bilinear.arithmetic` does not reproduce).
+    whose bilinear kernel :func:`~cliptrase.utils.bilinear.arithmetic` does not reproduce).
 
     Args:
         scores: (P, h, w) scores as region rows.
@@ -142,7 +142,7 @@ class _Grid:
     """The cells of an (h, w) row map upsampled to (H, W); what a path does not read is not formed.
 
     Attributes:
-        rows, cols: the axes' :class:`~cliptrase.inference.bilinear.AxisWeights`.
+        rows, cols: the axes' :class:`~cliptrase.utils.bilinear.AxisWeights`.
         corners: (4, n_y, n_x) row ids of the cells some output pixel reads (first source row: its two
             columns, then the second source row).
         mixed: (n_y, n_x) bool, the cells whose corners are not all one row.

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliptrase.inference.bilinear import SMALL_OUTPUT
 from cliptrase.inference.window_scores import StitchedScores, prompt_maps
+from cliptrase.utils.bilinear import SMALL_OUTPUT
 
 
 def small_classes(labels: Tensor, n_classes: int, area_thd: float) -> Tensor:

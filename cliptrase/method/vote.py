@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+try:  # numba is a dependency; without it (a stripped install) the region map's argmax runs in PyTorch
+    from cliptrase.utils.bilinear_jit import upsampled_argmax
+except ImportError:  # pragma: no cover
+    upsampled_argmax = None
+
 
 def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
     """Indices of a length-``n`` axis padded by ``pad`` on both sides with edge-repeating reflection.
@@ -364,9 +369,19 @@ def region_map(
     ]
     filtered = median_filter2d(torch.cat(planes), median_size).split([len(ids) for _, ids in slots])
     for (i, ids), x in zip(slots, filtered):
-        best = first_argmax(F.interpolate(x[None], size=out_hw, mode="bilinear", align_corners=False))[0]
+        best = _upsampled_first_argmax(x, out_hw)
         out[i] = best if int(ids[-1]) == len(ids) - 1 else ids[best]  # slot ids (empty slots in between)
     return out
+
+
+def _upsampled_first_argmax(planes: Tensor, size: tuple[int, int]) -> Tensor:
+    """``first_argmax`` of ``planes`` (K, h, w) upsampled bilinearly to ``size``: on the CPU by
+    :func:`~cliptrase.utils.bilinear_jit.upsampled_argmax` (the same indices, without the (K, H, W) stack;
+    decided once per source cell where one region leads at its four corners), else by ``F.interpolate``."""
+    fast = None if upsampled_argmax is None else upsampled_argmax(planes, size)
+    if fast is not None:
+        return fast
+    return first_argmax(F.interpolate(planes[None], size=size, mode="bilinear", align_corners=False))[0]
 
 
 def first_argmax(x: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
 """Region rows labelled without prompt maps (``inference/region_labels.py``) against the full upsampling, and
-the replica of PyTorch's CPU bilinear kernel it rests on (``inference/bilinear.py``)."""
+the replica of PyTorch's CPU bilinear kernel it rests on (``utils/bilinear.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliptrase.inference import bilinear
 from cliptrase.inference import region_labels as region_labels_module
 from cliptrase.inference.region_labels import region_kernel, region_labels
 from cliptrase.inference.scoring import scores_to_labels, upsampled_labels
 from cliptrase.inference.window_scores import RegionScores
+from cliptrase.utils import bilinear
+
+try:
+    from cliptrase.utils import bilinear_jit
+except ImportError:  # no numba: the compiled tests skip
+    bilinear_jit = None
 
 
 def _kernel_arithmetic() -> str:
@@ -381,7 +386,7 @@ def test_compiled_bilinear_values_round_as_the_kernel():
     x, y, z = _f32(2**-12 * (1 + 2**-23)), _f32(2**-12 * (1 - 2**-23)), _f32(1 + 2**-23)
     # fma(z, 1, x * y) * ... : the trap of test_fused_multiply_add_rounds_once inside the first combination
     corners[:, 0], u0[0], u1[0], w0[0], w1[0] = (z, x, 0.0, 0.0), 1.0, y, 1.0, 0.0
-    for kind, compiled in (("fma", region_kernel._fused), ("plain", region_kernel._plain)):
+    for kind, compiled in (("fma", bilinear_jit.fused), ("plain", bilinear_jit.plain)):
         want = bilinear.gathered_values(*map(torch.from_numpy, (*corners, u0, u1, w0, w1)), kind).numpy()
         got = [compiled(*map(np.float32, (*corners[:, i], u0[i], u1[i], w0[i], w1[i]))) for i in range(2000)]
         assert np.array_equal(np.array(got, np.float32), want), kind
