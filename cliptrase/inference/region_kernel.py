@@ -42,6 +42,7 @@ from numba import njit
 from torch import Tensor
 
 from cliptrase.utils.bilinear import AxisWeights
+from cliptrase.utils.bilinear_jit import axis_arrays
 from cliptrase.utils.bilinear_jit import fused as _fused
 from cliptrase.utils.bilinear_jit import plain as _plain
 
@@ -233,11 +234,11 @@ def thresholds(
         keep_pairs = table.shape[0] ** 2 <= PAIR_CACHE
     softmax = torch.softmax(scale * table, dim=1)
     verdict = torch.empty(best.shape, dtype=torch.int8)
-    arrays = (table, softmax, row_norm, row_verdict, index, rows.i0, rows.i1, rows.w0, rows.w1)
-    arrays += (cols.i0, cols.i1, cols.w0, cols.w1, best)
+    rows_first = (t.contiguous().numpy() for t in (table, softmax, row_norm, row_verdict, index))
     _threshold_pixels(
-        *(t.contiguous().numpy() for t in arrays), scale, log_thd, slack, keep_pairs, verdict.numpy()
-    )
+        *rows_first, *axis_arrays(rows, cols), best.contiguous().numpy(), scale, log_thd, slack, keep_pairs,
+        verdict.numpy(),
+    )  # fmt: skip
     return verdict
 
 
@@ -268,10 +269,9 @@ def winners(
     labels = torch.empty((height, width), dtype=torch.long)
     best = torch.empty((height, width) if with_best else (1, 1), dtype=torch.float32)
     top_prompt, rival, same = leaders
-    arrays = (table, index, rows.i0, rows.i1, rows.w0, rows.w1, cols.i0, cols.i1, cols.w0, cols.w1)
-    arrays += (prompt_class, top_prompt, rival, same)
+    per_prompt = (t.contiguous().numpy() for t in (prompt_class, top_prompt, rival, same))
     _label_pixels(
-        *(t.contiguous().numpy() for t in arrays), np.float32(margin), arithmetic == "fma", with_best,
-        labels.numpy(), best.numpy(),
+        table.contiguous().numpy(), index.contiguous().numpy(), *axis_arrays(rows, cols), *per_prompt,
+        np.float32(margin), arithmetic == "fma", with_best, labels.numpy(), best.numpy(),
     )  # fmt: skip
     return labels, best if with_best else None

@@ -41,20 +41,17 @@ import torch
 from torch import Tensor
 
 from cliptrase.utils import bilinear
+from cliptrase.utils.bilinear import MARGIN
 
-try:  # numba is a dependency; without it (a stripped install) steps 2-3 run in PyTorch
+try:  # numba is a dependency; without it (a stripped install) steps 2-4 run in PyTorch
     from cliptrase.inference import region_kernel
 except ImportError:  # pragma: no cover
     region_kernel = None
 from cliptrase.inference.scoring import small_classes, upsampled_labels
 from cliptrase.inference.window_scores import RegionScores, StitchedScores
 
-MARGIN = 2.0**-16
-"""Slack of every bound, relative to the largest |score|: far above the float32 rounding of the kernel's three
-multiply-adds (< 2**-22 relative), so no bound excludes a prompt that can reach a pixel's top score."""
-
 ENGINES = ("auto", "numba", "torch")
-"""Implementations of steps 2-3 (:func:`region_labels`' ``engine``)."""
+"""Implementations of steps 2-4 (:func:`region_labels`' ``engine``)."""
 
 PAIR_CHUNK = 1 << 18
 """(pixel, prompt) values evaluated at once."""
@@ -97,7 +94,7 @@ def region_labels(
         scores: (P, h, w) scores as region rows.
         size: (H, W) output size.
         prompt_to_class, n_classes, logit_scale, prob_thd, area_thd: as ``scores_to_labels``.
-        engine: steps 2-3 compiled (``"numba"``: :mod:`~cliptrase.inference.region_kernel`), vectorised in
+        engine: steps 2-4 compiled (``"numba"``: :mod:`~cliptrase.inference.region_kernel`), vectorised in
             PyTorch (``"torch"``), or the compiled one where Numba is installed (``"auto"``); the same labels.
 
     Returns:

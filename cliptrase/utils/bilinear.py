@@ -35,6 +35,11 @@ from torch import Tensor
 
 Arithmetic = Literal["fma", "plain"]
 
+MARGIN = 2.0**-16
+"""Slack of a bound on upsampled values, relative to the largest |value|: every value is a convex combination
+of its four source values to within the kernel's three multiply-adds' float32 rounding (< 2**-22 relative), so
+a bound with this slack never excludes a value that can reach a pixel's top."""
+
 SMALL_OUTPUT = 128
 """PyTorch's CPU bilinear kernel vectorises across channels when the output's ``H + W`` is at most this, so
 there a channel's last bits depend on the other channels of the call: such outputs are upsampled in one call

@@ -30,10 +30,6 @@ from torch import Tensor
 
 from cliptrase.utils import bilinear
 
-MARGIN = 2.0**-16
-"""Slack of the per-cell test, relative to the largest |value|: far above the float32 rounding of the
-kernel's three multiply-adds (< 2**-22 relative)."""
-
 
 @intrinsic
 def _fma32(typingctx, a, b, c):
@@ -140,10 +136,17 @@ def upsampled_argmax(planes: Tensor, size: tuple[int, int]) -> Tensor | None:
     rows = bilinear.axis_weights(planes.shape[1], height, arithmetic)
     cols = bilinear.axis_weights(planes.shape[2], width, arithmetic)
     finite = planes[torch.isfinite(planes)]
-    margin = MARGIN * float(finite.abs().max()) if finite.numel() else 0.0
+    margin = bilinear.MARGIN * float(finite.abs().max()) if finite.numel() else 0.0
     out = torch.empty((height, width), dtype=torch.long)
-    arrays = (planes, rows.i0, rows.i1, rows.w0, rows.w1, cols.i0, cols.i1, cols.w0, cols.w1)
     _argmax_pixels(
-        *(t.contiguous().numpy() for t in arrays), np.float32(margin), arithmetic == "fma", out.numpy()
-    )
+        planes.contiguous().numpy(), *axis_arrays(rows, cols), np.float32(margin), arithmetic == "fma",
+        out.numpy(),
+    )  # fmt: skip
     return out
+
+
+def axis_arrays(rows: bilinear.AxisWeights, cols: bilinear.AxisWeights) -> tuple[np.ndarray, ...]:
+    """The two axes' weights in the order the kernels take them: ``i0, i1, w0, w1`` of the rows, then
+    ``j0, j1, u0, u1`` of the columns."""
+    axes = (rows.i0, rows.i1, rows.w0, rows.w1, cols.i0, cols.i1, cols.w0, cols.w1)
+    return tuple(t.contiguous().numpy() for t in axes)

@@ -63,7 +63,7 @@ def test_cells_are_settled_and_open():
         out = torch.empty(6, dtype=torch.int64).numpy()
         x = planes.numpy()
         counts = [
-            bilinear_jit._cell_candidates(x, i, i + 1, j, j + 1, 2 * bilinear_jit.MARGIN, out)
+            bilinear_jit._cell_candidates(x, i, i + 1, j, j + 1, 2 * bilinear.MARGIN, out)
             for i in range(55)
             for j in range(55)
         ]
