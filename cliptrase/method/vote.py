@@ -6,14 +6,17 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-try:  # numba is a dependency; without it (a stripped install) the region map's argmax runs in PyTorch
+try:  # numba is a dependency; without it (a stripped install) the region map's argmax and the median run
+    # in PyTorch
+    from cliptrase.utils import median_jit
     from cliptrase.utils.bilinear_jit import upsampled_argmax
 except ImportError:  # pragma: no cover
-    upsampled_argmax = None
+    median_jit = upsampled_argmax = None
 
 
 def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
@@ -48,6 +51,11 @@ or two chunks), small enough to bound the work buffers (tens of MB). Chunks spre
 instead were slower on the idle machine and, worse, slowed everything after them: every calling thread
 gets its own OpenMP team, whose spinning threads took the cores from the image encoder (the standard
 protocol's encoder ran 5-10 % slower, measured by ``scripts/bench.py vocab``)."""
+
+
+MEDIAN_TILE_ROWS = 8
+"""Output rows of one map the compiled median evaluates at once (:mod:`cliptrase.utils.median_jit`): its
+scratch (the padded rows and every network's slots, ~150 KB for 56-pixel rows and size 7) stays in cache."""
 
 
 CompareExchange = Callable[[int, int], tuple[int, int]]
@@ -216,6 +224,80 @@ def _median_plan(size: int) -> _MedianPlan:
     return _MedianPlan(column, tuple(reversed(stages)), ranks, final, tuple(final_inputs))
 
 
+class _MedianProgram(NamedTuple):
+    """A :class:`_MedianPlan` as one program of :func:`cliptrase.utils.median_jit.run_program` for rows of
+    ``width`` pixels (the program format is that module's doc)."""
+
+    steps: np.ndarray
+    output: int
+    scratch_size: int
+    padded_width: int
+    tile_rows: int
+
+
+def _ssa_slots(net: _Network) -> tuple[list[tuple[bool, int, int, int]], int, list[int]]:
+    """``net`` with its slots reassigned so that no step writes a slot it reads (a vectorised loop may then
+    run it without checking its operands' overlap): (steps, n_slots, outputs), operands as in ``net``."""
+    n = net.n_inputs
+    holds: dict[int, int] = {}  # slot -> the wire it holds
+    nodes: list[tuple[bool, int, int]] = []  # wire n + i is nodes[i]
+
+    def wire(operand: int) -> int:
+        return operand if operand < n else holds[operand - n]
+
+    for is_max, a, b, slot in net.steps:
+        nodes.append((is_max, wire(a), wire(b)))
+        holds[slot] = n + len(nodes) - 1
+    outputs = [wire(o) for o in net.outputs]
+    last_read = {w: i for i, (_, a, b) in enumerate(nodes) for w in (a, b)}
+    last_read.update({w: len(nodes) for w in outputs})
+    slot_of: dict[int, int] = {}
+    free: list[int] = []
+    n_slots = 0
+    steps = []
+    for i, (is_max, a, b) in enumerate(nodes):
+        if free:
+            slot_of[n + i] = free.pop()
+        else:
+            slot_of[n + i] = n_slots
+            n_slots += 1
+        operand = {w: w if w < n else n + slot_of[w] for w in (a, b)}
+        steps.append((is_max, operand[a], operand[b], n + slot_of[n + i]))
+        free += [slot_of[w] for w in {a, b} if w >= n and last_read[w] == i]  # after: never its own result
+    return steps, n_slots, [w if w < n else n + slot_of[w] for w in outputs]
+
+
+@functools.cache
+def _median_program(size: int, width: int, tile_rows: int = MEDIAN_TILE_ROWS) -> _MedianProgram:
+    """The :func:`_median_plan` of ``size`` for maps ``width`` pixels wide, in the layout of
+    :mod:`cliptrase.utils.median_jit`: the column network reads the tile's padded rows at ``i * padded``;
+    a block of ``k`` columns merges the blocks of ``k / 2`` at shifts 0 and ``k / 2``; the final network
+    reads its blocks at their column offsets in the window."""
+    plan = _median_plan(size)
+    padded = width + size - 1
+    run = tile_rows * padded + 2 * size  # a slot: the tile's rows, and a margin for the shifted reads
+    base = (tile_rows + size - 1) * padded + 2 * size  # the padded source rows come first
+    outputs: dict[int, dict[int, int]] = {}  # block columns k -> rank -> offset (k = 0: the median)
+    steps: list[tuple[int, int, int, int]] = []
+    for k, net in ((1, plan.column), *plan.stages, (0, plan.final)):
+        ssa, n_slots, outs = _ssa_slots(net)
+        if k == 1:  # window row i of the column
+            inputs = {i: i * padded for i in range(size)}
+        elif k == 0:  # (block, rank, column offset) of the window
+            inputs = {i: outputs[b][q] + shift for i, (b, q, shift) in enumerate(plan.final_inputs)}
+        else:  # the two halves of the block, k / 2 columns apart
+            m = k // 2 * size
+            half = outputs[k // 2]
+            inputs = {i: half[i % m] + (k // 2 if i >= m else 0) for i in _reads(net)}
+        # operand -> offset: the inputs where they lie (-1: never read), the slots after ``base``
+        where = [inputs.get(i, -1) for i in range(net.n_inputs)] + [base + j * run for j in range(n_slots)]
+        steps += [(int(is_max), where[a], where[b], where[dest]) for is_max, a, b, dest in ssa]
+        ranks = plan.ranks[k] if k else (0,)
+        outputs[k] = {q: where[o] for q, o in zip(ranks, outs)}
+        base += n_slots * run
+    return _MedianProgram(np.array(steps, dtype=np.int64), outputs[0][0], base, padded, tile_rows)
+
+
 def _run_network(net: _Network, inputs: list[Tensor | None], work: Tensor) -> list[Tensor]:
     """Evaluate ``net`` on equally shaped ``inputs`` (``None`` where it reads none) with ``work``
     (n_slots, *shape) as its slots."""
@@ -259,18 +341,21 @@ def _median_of_chunk(plan: _MedianPlan, padded: Tensor, work: _MedianWork) -> Te
     return _run_network(plan.final, windows, work.slots(0, m))[0]
 
 
-def median_filter2d(x: Tensor, size: int) -> Tensor:
+def median_filter2d(x: Tensor, size: int, *, compiled: bool | None = None) -> Tensor:
     """2-D median filter equal to ``scipy.ndimage.median_filter(x, size=size)`` (mode ``reflect``).
 
     The median of an odd-sized window is one of its values, so this is exact, not approximate: up to
-    :data:`MEDIAN_NETWORK_MAX_SIZE` it is selected by min/max networks (:func:`_median_plan`) over whole
-    planes of pixels, on CPU :data:`MEDIAN_CHUNK_PIXELS` at a time;
-    wider windows gather their values and take ``median``. A window containing a NaN gives NaN, and a map
-    that is NaN everywhere (an empty cluster slot) is NaN in the output without being filtered.
+    :data:`MEDIAN_NETWORK_MAX_SIZE` it is selected by min/max networks (:func:`_median_plan`): on CPU in
+    float32 by the compiled program of :func:`_median_program` (a few rows of a map at a time, in cache),
+    else over whole planes of pixels in PyTorch, on CPU :data:`MEDIAN_CHUNK_PIXELS` at a time;
+    wider windows gather their values and take ``median``. Both engines run the same comparators, so they
+    give the same values. A window containing a NaN gives NaN, and a map that is NaN everywhere (an empty
+    cluster slot) is NaN in the output without being filtered.
 
     Args:
         x: (..., H, W) float tensor; each (H, W) map is filtered independently.
         size: odd window side.
+        compiled: use the compiled networks (None: where they run, i.e. float32 on CPU with Numba).
 
     Returns:
         Tensor of the same shape.
@@ -292,6 +377,19 @@ def median_filter2d(x: Tensor, size: int) -> Tensor:
             padded = maps[ids][:, rows, :][:, :, cols]
             windows = padded.unfold(-2, size, 1).unfold(-2, size, 1)  # (n, H, W, size, size)
             out[ids] = windows.flatten(-2).median(dim=-1).values
+        return out.reshape(x.shape)
+    runnable = median_jit is not None and maps.device.type == "cpu" and maps.dtype == torch.float32
+    if compiled is None:
+        compiled = runnable
+    elif compiled and not runnable:
+        raise ValueError("the compiled median runs on float32 CPU maps with Numba installed")
+    if compiled:
+        program = _median_program(size, w)
+        result = out.numpy()  # shares out's memory
+        median_jit.run_program(
+            maps.contiguous().numpy(), todo.numpy(), rows.numpy(), cols.numpy(), program.steps,
+            program.output, program.scratch_size, program.padded_width, program.tile_rows, result,
+        )  # fmt: skip
         return out.reshape(x.shape)
     plan = _median_plan(size)
     width = w + 2 * pad

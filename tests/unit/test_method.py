@@ -30,34 +30,41 @@ def _scipy_median(x: np.ndarray, size: int) -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize("shape", [(56, 56), (84, 84), (3, 3), (1, 5), (13, 40), (2, 7, 9)])
+ENGINES = pytest.mark.parametrize("compiled", [False, True], ids=["torch", "compiled"])
+
+
+@ENGINES
+@pytest.mark.parametrize("shape", [(56, 56), (84, 84), (3, 3), (1, 5), (13, 40), (2, 7, 9), (17, 56)])
 @pytest.mark.parametrize("size", [1, 3, 7, 9])
-def test_median_filter_equals_scipy(shape, size, rng):
+def test_median_filter_equals_scipy(shape, size, compiled, rng):
+    """Heights below, at and past whole tiles of the compiled engine (vote.MEDIAN_TILE_ROWS = 8)."""
     x = rng.standard_normal(shape).astype(np.float32)
     x[..., 0, :2] = x[..., -1, -1]  # ties
-    ours = median_filter2d(torch.from_numpy(x), size).numpy()
+    ours = median_filter2d(torch.from_numpy(x), size, compiled=compiled).numpy()
     np.testing.assert_array_equal(ours, _scipy_median(x, size))
 
 
+@ENGINES
 @pytest.mark.parametrize("size", [3, 5, 7, 9, 11, 15, 17])
 @pytest.mark.parametrize("levels", [2, 4])
-def test_median_filter_equals_scipy_with_many_ties(size, levels, rng):
+def test_median_filter_equals_scipy_with_many_ties(size, levels, compiled, rng):
     """Maps of 2 or 4 distinct values: every window is full of ties (with 0/1 maps this is the 0-1
     principle's test of a min/max network). 17 is past MEDIAN_NETWORK_MAX_SIZE (the gather path)."""
     x = rng.integers(0, levels, (4, 23, 31)).astype(np.float32)
     x[1] = x[1] > 0.5 * levels - 1  # mostly ones
-    ours = median_filter2d(torch.from_numpy(x), size).numpy()
+    ours = median_filter2d(torch.from_numpy(x), size, compiled=compiled).numpy()
     np.testing.assert_array_equal(ours, _scipy_median(x, size))
 
 
-def test_median_filter_windows_with_nan_give_nan(rng):
+@ENGINES
+def test_median_filter_windows_with_nan_give_nan(compiled, rng):
     """A window holding a NaN gives NaN (as ``Tensor.median`` does); the others are scipy's medians."""
     x = rng.standard_normal((3, 40, 37)).astype(np.float32)
     x[0, 5, 9] = x[0, 30, 0] = x[2, 39, 36] = np.nan
     x[1, :, 20:] = np.nan  # a half-empty map
     has_nan = np.stack([ndimage.maximum_filter(np.isnan(m), size=7, mode="reflect") for m in x])
     ref = np.where(has_nan, np.nan, _scipy_median(np.nan_to_num(x), 7))
-    ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+    ours = median_filter2d(torch.from_numpy(x), 7, compiled=compiled).numpy()
     np.testing.assert_array_equal(ours, ref)
     assert np.isnan(ours[1, :, 17:]).all() and not np.isnan(ours[1, :, :17]).any()
 
@@ -72,12 +79,37 @@ def test_median_filter_chunk_boundaries(pixels, threads, rng, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+        ours = median_filter2d(torch.from_numpy(x), 7, compiled=False).numpy()
     finally:
         torch.set_num_threads(before)
     ref = _scipy_median(x, 7)
     ref[0, 2] = ref[1, 3] = np.nan
     np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 9, 15])
+def test_compiled_median_program_never_writes_what_a_step_reads(size):
+    """The program's steps run as vectorised loops that assume their destination run does not overlap an
+    operand's (cliptrase/utils/median_jit.py); every run lies inside the scratch buffer."""
+    program = vote._median_program(size, 56)
+    n = program.tile_rows * program.padded_width
+    for _, a, b, dest in program.steps.tolist():
+        assert abs(dest - a) >= n and abs(dest - b) >= n
+        assert min(a, b, dest) >= 0 and max(a, b, dest) + n <= program.scratch_size
+    assert len(program.steps) == sum(len(net.steps) for net in _plan_networks(vote._median_plan(size)))
+
+
+def _plan_networks(plan: vote._MedianPlan) -> list[vote._Network]:
+    return [plan.column, *(net for _, net in plan.stages), plan.final]
+
+
+def test_median_filter_engines_decline_and_refuse(rng):
+    """float64 maps take the PyTorch engine by default (same values); forcing the compiled one on them is
+    an error that says where it runs."""
+    x = torch.from_numpy(rng.standard_normal((2, 20, 30)))
+    np.testing.assert_array_equal(median_filter2d(x, 7).numpy(), _scipy_median(x.numpy(), 7))
+    with pytest.raises(ValueError, match="float32 CPU"):
+        median_filter2d(x, 7, compiled=True)
 
 
 def _merge_network(m: int, n: int) -> vote._Network:
@@ -421,12 +453,13 @@ def test_cls_product_multiplies_channels(golden_clip):
     torch.testing.assert_close(with_flag.logits, prod)
 
 
-def test_median_filter_in_chunks_skips_empty_slots(rng):
+@ENGINES
+def test_median_filter_in_chunks_skips_empty_slots(compiled, rng):
     """More maps than one chunk holds, some all-NaN (empty cluster slots): each map as scipy filters it
     alone, the empty ones NaN."""
     x = rng.standard_normal((5, 9, 56, 56)).astype(np.float32)
     x[1, 3] = x[4, 0] = x[4, 8] = np.nan
-    ours = median_filter2d(torch.from_numpy(x), 7).numpy()
+    ours = median_filter2d(torch.from_numpy(x), 7, compiled=compiled).numpy()
     for i, j in np.ndindex(5, 9):
         ref = np.full((56, 56), np.nan) if np.isnan(x[i, j]).all() else ndimage.median_filter(x[i, j], size=7)
         np.testing.assert_array_equal(ours[i, j], ref)
