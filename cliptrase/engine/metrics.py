@@ -22,6 +22,7 @@ from mmseg.evaluation import IoUMetric
 from cliptrase.engine.paper_metric import PAPER_METRIC, confusion_matrix, paper_scores
 from cliptrase.records.per_image import ImageCells, PerImageCounts, image_cells, write_per_image
 from cliptrase.registry import METRICS
+from cliptrase.utils.confusion import confusion_counts
 from cliptrase.utils.profiling import stage
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,9 @@ class IoUMetricPerClass(IoUMetric):
         """mmseg's per-image areas (four C-vectors per image, kept as mmseg keeps them), each entry
         extended by the image's :class:`ImageCells`.
 
-        The areas are read off the image's confusion cells (:func:`mmseg_areas`: one bincount instead of
-        mmseg's masking and three ``histc``), equal to ``IoUMetric.intersect_and_union``'s; mmseg's own
+        The areas are read off the image's confusion cells (:func:`mmseg_areas`; the cells counted in one
+        compiled pass, :func:`~cliptrase.utils.confusion.confusion_counts`, instead of mmseg's masking and
+        three ``histc``), equal to ``IoUMetric.intersect_and_union``'s; mmseg's own
         ``process`` runs where it writes predictions (``format_only``, ``output_dir``) and for images of
         :data:`MAX_EXACT_PIXELS` pixels or more (where its float32 ``histc`` counts stop being exact).
         """
@@ -126,14 +128,9 @@ class IoUMetricPerClass(IoUMetric):
 
     def _cells(self, sample: dict) -> ImageCells:
         side = len(self.dataset_meta["classes"]) + 1
-        pred = sample["pred_sem_seg"]["data"].squeeze().cpu().numpy().astype(np.int64)
-        gt = sample["gt_sem_seg"]["data"].squeeze().cpu().numpy().astype(np.int64)
-        keep = gt != self.ignore_index
-        gt, pred = gt[keep], pred[keep]
-        outside = side - 1
-        gt = np.where((gt >= 0) & (gt < outside), gt, outside)
-        pred = np.where((pred >= 0) & (pred < outside), pred, outside)
-        return image_cells(_image_id(sample), gt, pred, side)
+        pred = sample["pred_sem_seg"]["data"].cpu().numpy()
+        gt = sample["gt_sem_seg"]["data"].cpu().numpy()
+        return image_cells(_image_id(sample), confusion_counts(gt, pred, side, self.ignore_index))
 
     def compute_metrics(self, results: list) -> dict:
         side = len(self.dataset_meta["classes"]) + 1

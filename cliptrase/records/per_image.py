@@ -50,16 +50,11 @@ class ImageCells:
     scored: bool = True
 
 
-def image_cells(
-    image_id: str, gt: np.ndarray, pred: np.ndarray, side: int, *, scored: bool = True
-) -> ImageCells:
-    """:class:`ImageCells` of the (side, side) histogram of already-filtered ``gt``/``pred`` label arrays.
-
-    Callers map every pixel to 0..side-1 first (the metric's own rule for which pixels count).
-    """
-    hist = np.bincount(side * gt.astype(np.int64).ravel() + pred.astype(np.int64).ravel(), minlength=side**2)
+def image_cells(image_id: str, hist: np.ndarray, *, scored: bool = True) -> ImageCells:
+    """:class:`ImageCells` of a flat (side * side,) confusion histogram, ``gt * side + pred``
+    (:func:`cliptrase.utils.confusion.confusion_counts`: the metric's own rule for which pixels count)."""
     cells = np.flatnonzero(hist)
-    return ImageCells(image_id, cells, hist[cells], scored)
+    return ImageCells(image_id, cells, hist[cells].astype(np.int64, copy=False), scored)
 
 
 @dataclass(frozen=True)

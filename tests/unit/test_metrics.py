@@ -8,6 +8,7 @@ import torch
 
 from cliptrase.engine.metrics import IoUMetricPerClass, PaperMetric
 from cliptrase.engine.paper_metric import confusion_matrix, paper_scores
+from cliptrase.utils.confusion import confusion_counts, confusion_counts_numpy
 
 GT = [np.array([[0, 0, 1], [1, 2, 255]]), np.array([[2, 2, 0], [0, 1, 1]])]
 PRED = [np.array([[0, 1, 1], [1, 2, 0]]), np.array([[2, 0, 0], [0, 1, 2]])]
@@ -143,3 +144,18 @@ def test_iou_metric_keeps_mmseg_process_where_mmseg_writes_predictions(tmp_path)
     metric.process({}, samples)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["im0.png", "im1.png"]
     assert len(metric.results) == 2 and all(len(r) == 5 for r in metric.results)
+
+
+@pytest.mark.parametrize("gt_dtype", [np.uint8, np.int16, np.int64])
+def test_confusion_counts_compiled_equal_numpy(gt_dtype):
+    """The one-pass count equals the NumPy passes (ignored GT, labels outside the classes on both sides,
+    negative predictions, any integer dtype); pixel counts must agree."""
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 24, (2, 31, 47)).astype(gt_dtype)
+    gt[0, :3] = 255
+    pred = rng.integers(-3, 26, (2, 31, 47))
+    hist = confusion_counts(gt, pred, 22, 255)
+    np.testing.assert_array_equal(hist, confusion_counts_numpy(gt, pred, 22, 255))
+    assert hist.sum() == (gt != 255).sum() and hist.dtype == np.int64
+    with pytest.raises(ValueError, match="GT has 2914 pixels, the prediction 2913"):
+        confusion_counts(gt, pred.ravel()[:-1], 22, 255)
