@@ -20,8 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
+import numpy as np
 import torch
 from torch import Tensor
+
+try:  # numba is a dependency; without it the stitching runs in PyTorch
+    from cliptrase.inference import stitch_kernel
+except ImportError:  # pragma: no cover
+    stitch_kernel = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class RegionScores:
 
 
 def stitch_regions(
-    parts: Sequence[tuple[tuple[int, int, int, int], RegionScores]], hw: tuple[int, int]
+    parts: Sequence[tuple[tuple[int, int, int, int], RegionScores]],
+    hw: tuple[int, int],
+    *,
+    compiled: bool | None = None,
 ) -> RegionScores:
     """Overlapping windows' :class:`RegionScores` summed and divided by the per-pixel window count.
 
@@ -73,10 +82,22 @@ def stitch_regions(
     Args:
         parts: ((y1, y2, x1, x2) box, the window's scores) in the order the dense canvas adds them.
         hw: (H, W) of the image; every pixel must be covered.
+        compiled: find the atoms and add their rows in the compiled passes of
+            :mod:`~cliptrase.inference.stitch_kernel` (atoms numbered by first appearance) rather than
+            PyTorch's (numbered by key); None: where they run (float32 rows on CPU, Numba installed).
 
     Returns:
         The image's scores: one row per atom.
     """
+    runnable = stitch_kernel is not None and all(
+        p.device.type == "cpu" and p.table.dtype == torch.float32 for _, p in parts
+    )
+    if compiled is None:
+        compiled = runnable
+    elif compiled and not runnable:
+        raise ValueError("the compiled stitching runs on float32 CPU rows with Numba installed")
+    if compiled:
+        return _stitch_compiled(parts, hw)
     h, w = hw
     device = parts[0][1].device
     key = torch.zeros(h, w, dtype=torch.int64, device=device)
@@ -102,6 +123,24 @@ def stitch_regions(
     if not bool((count > 0).all()):
         raise AssertionError("sliding windows leave pixels uncovered")
     return RegionScores(sums / count[:, None], atom.to(torch.int32) if n_atoms < 2**31 else atom)
+
+
+def _stitch_compiled(parts: Sequence[tuple[Box, RegionScores]], hw: tuple[int, int]) -> RegionScores:
+    boxes = np.array([box for box, _ in parts], dtype=np.int64).reshape(-1, 4)
+    ids = [p.index.reshape(-1).long() for _, p in parts]
+    starts = np.cumsum([0] + [len(i) for i in ids[:-1]], dtype=np.int64)
+    table_starts = np.cumsum([0] + [p.table.shape[0] for _, p in parts[:-1]], dtype=np.int64)
+    index = torch.cat(ids).numpy()
+    atom = np.empty(hw, dtype=np.int32)
+    n_atoms, first = stitch_kernel.atom_map(hw[0], hw[1], boxes, index, starts, atom)
+    tables = torch.cat([p.table for _, p in parts]).contiguous()
+    rows = torch.zeros(n_atoms, tables.shape[1], dtype=torch.float32)
+    uncovered = stitch_kernel.atom_rows(
+        first, hw[1], boxes, index, starts, tables.numpy(), table_starts, rows.numpy()
+    )
+    if uncovered:
+        raise AssertionError("sliding windows leave pixels uncovered")
+    return RegionScores(rows, torch.from_numpy(atom))
 
 
 def _renumber(key: Tensor) -> tuple[int, Tensor]:

@@ -98,12 +98,6 @@ def test_prompt_maps_crop_and_dense():
     assert torch.equal(scores.crop(1, 5, 3, 10).dense(), full[:, 1:5, 3:10])
 
 
-def test_stitch_rejects_uncovered_pixels():
-    part = RegionScores(torch.ones(1, 2), torch.zeros(4, 4, dtype=torch.int64))
-    with pytest.raises(AssertionError, match="uncovered"):
-        stitch_regions([((0, 4, 0, 4), part)], (4, 6))
-
-
 @pytest.mark.parametrize(("prob_thd", "area_thd"), [(0.0, None), (0.1, None), (0.0, 0.1)])
 def test_upsampled_labels_of_region_scores_equal_the_dense_scores(prob_thd, area_thd):
     images = [torch.zeros(3, 336, 448)]
@@ -183,3 +177,28 @@ def test_segmentor_windows_and_labels_equal_the_dense_path():
         labels = seg._predict_standard(images, oris)
         for image, canvas, got, ori in zip(images, canvases, labels, oris):
             assert torch.equal(got, seg._score(canvas, image, ori))
+
+
+@pytest.mark.parametrize(("n_regions", "crop", "stride"), [(3, 224, 112), (300, 16, 5)])
+def test_compiled_stitching_equals_the_torch_stitching(n_regions, crop, stride):
+    """The compiled passes (atoms by first appearance, through a hash table that grows past 512 atoms)
+    give the PyTorch path's atoms under another numbering: the same values at every pixel, bit for bit,
+    and as many rows."""
+    hw = (337, 501) if crop == 224 else (61, 90)
+    fn, _ = _window_fn(n_prompts=9, n_regions=n_regions, seed=5)
+    boxes = window_boxes(hw, (crop, crop), (stride, stride))
+    crops = torch.zeros(len(boxes), 3, crop, crop)
+    parts = list(zip(boxes, fn(crops)))
+    parts = [(box, r.crop(0, box[1] - box[0], 0, box[3] - box[2])) for box, r in parts]
+    ours, theirs = (stitch_regions(parts, hw, compiled=c) for c in (True, False))
+    assert ours.table.shape == theirs.table.shape
+    assert n_regions == 3 or ours.table.shape[0] > 512
+    assert ours.index.dtype == theirs.index.dtype == torch.int32
+    assert torch.equal(ours.dense().view(torch.int32), theirs.dense().view(torch.int32))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_stitch_rejects_uncovered_pixels_in_both_engines(compiled):
+    part = RegionScores(torch.ones(1, 2), torch.zeros(4, 4, dtype=torch.int64))
+    with pytest.raises(AssertionError, match="uncovered"):
+        stitch_regions([((0, 4, 0, 4), part)], (4, 6), compiled=compiled)
