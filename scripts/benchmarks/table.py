@@ -9,6 +9,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import open_clip
 import torch
@@ -25,19 +26,28 @@ from .common import SYNTH_HW, emit, run_cell, timed, write_synthetic
 
 
 class BareEncoderHook(Hook):
-    """Runs ``fn`` (the bare encoder) after each test iteration past warm-up and records its time, and the
-    time of the iteration before it (from the end of the previous bare run: loader wait, the step, the
-    metric and the other hooks), so that each iteration has its own baseline taken moments later."""
+    """Runs the bare encoder after each test iteration past warm-up and records its time, and the time of
+    the iteration before it (from the end of the previous bare run: loader wait, the step, the metric and
+    the other hooks), so that each iteration has its own baseline taken moments later.
+
+    Args:
+        make: ``runner -> fn``, called once at the first iteration (the runner's model exists by then);
+            ``fn()`` runs the bare encoder once.
+        warmup: iterations left out of the figures.
+    """
 
     priority = "LOW"
 
-    def __init__(self, fn: Callable[[], None], warmup: int = 1) -> None:
-        self.fn, self.warmup = fn, warmup
+    def __init__(self, make: Callable[[Any], Callable[[], None]], warmup: int = 1) -> None:
+        self.make, self.warmup = make, warmup
+        self.fn: Callable[[], None] | None = None
         self.times: list[float] = []
         self.iterations: list[float] = []
         self._end: float | None = None
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.fn is None:
+            self.fn = self.make(runner)
         if batch_idx == self.warmup - 1:
             self.fn()  # its own warm-up, before the timed iterations start
             self._end = time.perf_counter()
@@ -60,19 +70,31 @@ class BareEncoderHook(Hook):
         return statistics.median(it / bare for it, bare in pairs) if pairs else float("nan")
 
 
-def bare_encoder(cfg, backbone: str, precision: str, device: torch.device) -> Callable[[], None]:
-    """The bare open_clip image encoder on inputs of the cell's shape and precision."""
+def bare_encoder(
+    cfg, backbone: str, precision: str, device: torch.device
+) -> Callable[[Any], Callable[[], None]]:
+    """The bare open_clip image encoder (its own ``forward``, nothing of the pipeline) on inputs of the
+    cell's shape and precision, as ``runner -> fn`` for :class:`BareEncoderHook`: the image tower of the
+    cell's own model where it takes that input size as it is (the same weights in the same memory, so only
+    the pipeline's own work differs), else a tower of the same architecture built for that size."""
     passes, (batch, side) = bare_input_shape(cfg)
-    visual = open_clip.create_model(backbone, force_image_size=side, device=device).eval().visual
     x = torch.randn(batch, 3, side, side, device=device)
 
-    def bare() -> None:
-        autocast = torch.autocast(device.type, PRECISIONS[precision], enabled=precision != "fp32")
-        with torch.no_grad(), autocast:
-            for _ in range(passes):
-                visual(x)
+    def make(runner) -> Callable[[], None]:
+        model = getattr(runner.model, "module", runner.model)
+        visual = getattr(getattr(model, "clip_model", None), "visual", None)
+        if visual is None or tuple(getattr(visual, "image_size", ())) != (side, side):
+            visual = open_clip.create_model(backbone, force_image_size=side, device=device).eval().visual
 
-    return bare
+        def bare() -> None:
+            autocast = torch.autocast(device.type, PRECISIONS[precision], enabled=precision != "fp32")
+            with torch.no_grad(), autocast:
+                for _ in range(passes):
+                    visual(x)
+
+        return bare
+
+    return make
 
 
 def measured_cell(overrides: list[str], backbone: str, precision: str, device: torch.device) -> dict:
