@@ -137,10 +137,11 @@ class ClipSegDataPreProcessor(BaseDataPreprocessor):
             data = self.cast_data(data)
             images = []
             for img in data["inputs"]:
-                x = img.float() / 255 if self.unit_scale else img.float()
-                if self.bgr_to_rgb:
-                    x = x.flip(0)
-                images.append((x - self.mean) / self.std)
+                x = img.flip(0) if self.bgr_to_rgb else img  # flip: a copy
+                x = x.to(torch.float32, copy=x is img)  # in place from here: never the caller's tensor
+                if self.unit_scale:
+                    x.div_(255)
+                images.append(x.sub_(self.mean).div_(self.std))
         same = all(x.shape == images[0].shape for x in images)
         return {"inputs": torch.stack(images) if same else images, "data_samples": data.get("data_samples")}
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import mmcv
 import numpy as np
 import pytest
+import torch
 from helpers.config import compose_eval
 from mmcv.transforms import LoadImageFromFile
 from PIL import Image
 
 from cliptrase.config import validate
 from cliptrase.datasets.base import LoadAnnotationsU16
+from cliptrase.engine.segmentor import ClipSegDataPreProcessor
 from cliptrase.errors import DataError
 from cliptrase.protocols.paper import preprocess_gt
 from cliptrase.protocols.pipeline import build_pipeline
@@ -179,3 +181,23 @@ def test_reduce_zero_rule_commutes_with_the_resize():
     stored[(labels == 0) | (labels == 255)] = 255
     reference = preprocess_gt(Image.fromarray(stored.astype(np.uint8)), 224)  # the authors' stored file
     np.testing.assert_array_equal(paper_crop_gt(labels, 224, "reduce_zero", "uint8"), reference)
+
+
+@pytest.mark.parametrize("unit_scale", [True, False])
+@pytest.mark.parametrize("bgr_to_rgb", [True, False])
+def test_preprocessor_normalises_as_the_reference_arithmetic_and_keeps_its_input(unit_scale, bgr_to_rgb):
+    """``(x / 255 - mean) / std`` in RGB (or mmseg's ``(x - mean) / std`` with ``unit_scale=False``), bit for
+    bit as written out of place, computed in place on its own copy: a float input is left as it was."""
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    if not unit_scale:
+        mean, std = tuple(255 * m for m in mean), tuple(255 * s for s in std)
+    pre = ClipSegDataPreProcessor(mean, std, bgr_to_rgb=bgr_to_rgb, unit_scale=unit_scale)
+    img = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 21, 34), dtype=np.uint8))
+    for x in (img, img.float()):
+        before = x.clone()
+        (out,) = pre({"inputs": [x], "data_samples": None})["inputs"]
+        ref = x.float() / 255 if unit_scale else x.float()
+        ref = ref.flip(0) if bgr_to_rgb else ref
+        ref = (ref - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+        assert torch.equal(out.view(torch.int32), ref.view(torch.int32))
+        assert torch.equal(x, before)
