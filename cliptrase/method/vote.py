@@ -14,9 +14,9 @@ from torch import Tensor
 try:  # numba is a dependency; without it (a stripped install) the region map's argmax and the median run
     # in PyTorch
     from cliptrase.utils import median_jit
-    from cliptrase.utils.bilinear_jit import upsampled_argmax
+    from cliptrase.utils.bilinear_jit import region_weight_sums, upsampled_argmax
 except ImportError:  # pragma: no cover
-    median_jit = upsampled_argmax = None
+    median_jit = upsampled_argmax = region_weight_sums = None
 
 
 def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
@@ -543,18 +543,24 @@ def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torc
     return weights[0, :, 0, :].t().contiguous()
 
 
-def grid_region_means(grid: Tensor, regions: Tensor, n_regions: int) -> Tensor:
+def grid_region_means(
+    grid: Tensor, regions: Tensor, n_regions: int, *, compiled: bool | None = None
+) -> Tensor:
     """Mean of the grid logits bilinear to the regions' size over each region, without forming them.
 
     Bilinear upsampling is linear and separable, ``up = Wy · g · Wxᵀ`` (:func:`interpolation_matrix`), so
     region k's sum is ``Σ_ij M_k[i, j] g[:, i, j]`` with ``M_k = Wyᵀ R_k Wx`` (R_k the region's indicator):
-    a (K, h·w) weight table per image times the (h·w, C) grid. Equal to
-    the means of ``F.interpolate(grid, regions' size, bilinear)`` over each region up to float rounding
-    (a different summation order).
+    a (K, h·w) weight table per image times the (h·w, C) grid. On CPU the table is summed in one compiled
+    pass over the region map in float64 (:func:`~cliptrase.utils.bilinear_jit.region_weight_sums`: each
+    pixel adds its two column weights to its region's row sums, each row spreads them to its two grid
+    rows); elsewhere by matrix products of the one-hot region maps. Equal to the means of
+    ``F.interpolate(grid, regions' size, bilinear)`` over each region up to float rounding (a different
+    summation order).
 
     Args:
         grid: (B, C, h, w) logits on the patch grid, any memory format.
         regions: (B, H, W) region ids in 0..n_regions-1.
+        compiled: the compiled table (None: on CPU with Numba installed).
 
     Returns:
         (B, K, C) means; a region without pixels has zeros.
@@ -563,14 +569,43 @@ def grid_region_means(grid: Tensor, regions: Tensor, n_regions: int) -> Tensor:
     big_h, big_w = regions.shape[-2:]
     wy = interpolation_matrix(h, big_h, grid.dtype, grid.device)  # (H, h)
     wx = interpolation_matrix(w, big_w, grid.dtype, grid.device)  # (W, w)
-    onehot = torch.zeros(b, big_h, big_w, n_regions, dtype=grid.dtype, device=grid.device)
-    onehot.scatter_(3, regions.unsqueeze(-1), 1.0)  # (B, H, W, K)
-    rows = wy.t() @ onehot.reshape(b, big_h, big_w * n_regions)  # (B, h, W·K): Σ_y Wy[y, i] R_k[y, x]
-    table = rows.reshape(b, h, big_w, n_regions).transpose(2, 3) @ wx  # (B, h, K, w)
-    table = table.permute(0, 2, 1, 3).reshape(b, n_regions, h * w)  # (B, K, h·w): M_k flattened
+    runnable = region_weight_sums is not None and grid.device.type == "cpu"
+    if compiled is None:
+        compiled = runnable
+    elif compiled and not runnable:
+        raise ValueError("the compiled region weights run on CPU with Numba installed")
+    if compiled:
+        sums = torch.zeros(b, n_regions, h, w, dtype=torch.float64)
+        pixels_in = torch.zeros(b, n_regions, dtype=torch.int64)
+        taps = (*_two_taps(h, big_h), *_two_taps(w, big_w))
+        region_weight_sums(regions.long().contiguous().numpy(), *taps, sums.numpy(), pixels_in.numpy())
+        table = sums.reshape(b, n_regions, h * w).to(grid.dtype)
+        counts = pixels_in.to(grid.dtype)  # exact below 2**24 pixels, as the one-hot sums
+    else:
+        onehot = torch.zeros(b, big_h, big_w, n_regions, dtype=grid.dtype, device=grid.device)
+        onehot.scatter_(3, regions.unsqueeze(-1), 1.0)  # (B, H, W, K)
+        rows = wy.t() @ onehot.reshape(b, big_h, big_w * n_regions)  # (B, h, W·K): Σ_y Wy[y, i] R_k[y, x]
+        table = rows.reshape(b, h, big_w, n_regions).transpose(2, 3) @ wx  # (B, h, K, w)
+        table = table.permute(0, 2, 1, 3).reshape(b, n_regions, h * w)  # (B, K, h·w): M_k flattened
+        counts = onehot.sum(dim=(1, 2))  # (B, K) pixels per region, exact
     pixels = grid.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when the grid is channels-last
-    counts = onehot.sum(dim=(1, 2))  # (B, K) pixels per region, exact
     return (table @ pixels) / counts.clamp_min(1).unsqueeze(-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _two_taps(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
+    """The (at most two) non-zero float32 weights of each row of :func:`interpolation_matrix` (CPU): first
+    and last column, their weights (0 for the second where a row has one). Shared: do not modify."""
+    weights = interpolation_matrix(n_in, n_out, torch.float32, torch.device("cpu"))
+    nonzero = weights != 0
+    first = nonzero.to(torch.uint8).argmax(dim=1)
+    last = weights.shape[1] - 1 - nonzero.flip(1).to(torch.uint8).argmax(dim=1)
+    if bool((nonzero.sum(dim=1) > 2).any()):
+        raise AssertionError("a bilinear interpolation row with more than two taps")
+    rows = torch.arange(weights.shape[0])
+    w0 = weights[rows, first]
+    w1 = torch.where(last != first, weights[rows, last], torch.zeros_like(w0))
+    return tuple(t.contiguous().numpy() for t in (first.long(), last.long(), w0, w1))
 
 
 def spread_regions(means: Tensor, regions: Tensor) -> Tensor:

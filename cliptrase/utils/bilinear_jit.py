@@ -150,3 +150,35 @@ def axis_arrays(rows: bilinear.AxisWeights, cols: bilinear.AxisWeights) -> tuple
     ``j0, j1, u0, u1`` of the columns."""
     axes = (rows.i0, rows.i1, rows.w0, rows.w1, cols.i0, cols.i1, cols.w0, cols.w1)
     return tuple(t.contiguous().numpy() for t in axes)
+
+
+@njit(cache=True, nogil=True)
+def region_weight_sums(regions, i0, i1, v0, v1, j0, j1, u0, u1, out, counts):
+    """``out[b, k, i, j] += Σ Wy[y, i] Wx[x, j]`` over the pixels (y, x) of region k of image b: the weight
+    of grid cell (i, j) in region k's sum of a bilinearly upsampled grid, accumulated in float64; and
+    ``counts[b, k] +=`` the region's pixels.
+
+    Each output row y reads grid rows ``i0[y]``, ``i1[y]`` with weights ``v0[y]``, ``v1[y]`` (a weight 0
+    where it reads one), each column x columns ``j0[x]``, ``j1[x]`` with ``u0[x]``, ``u1[x]``; a row's
+    per-region column sums are formed once and spread to its two grid rows.
+
+    Args:
+        regions: (B, H, W) int64 region ids in ``0 .. K - 1``.
+        out: (B, K, h, w) float64, zeros.
+        counts: (B, K) int64, zeros.
+    """
+    n_regions, width = out.shape[1], out.shape[3]
+    row = np.empty((n_regions, width), np.float64)
+    for b in range(regions.shape[0]):
+        for y in range(regions.shape[1]):
+            row[:] = 0.0
+            for x in range(regions.shape[2]):
+                k = regions[b, y, x]
+                row[k, j0[x]] += u0[x]
+                row[k, j1[x]] += u1[x]
+                counts[b, k] += 1
+            ya, yb, wa, wb = i0[y], i1[y], np.float64(v0[y]), np.float64(v1[y])
+            for k in range(n_regions):
+                for j in range(width):
+                    out[b, k, ya, j] += wa * row[k, j]
+                    out[b, k, yb, j] += wb * row[k, j]

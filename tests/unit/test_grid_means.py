@@ -43,7 +43,10 @@ def test_interpolation_matrices_reproduce_interpolate(grid, out_hw, rng):
 @pytest.mark.parametrize(("grid", "out_hw"), [((14, 14), (224, 224)), ((4, 6), (50, 75)), ((5, 3), (33, 20))])
 @pytest.mark.parametrize("k", [1, 4, 17])
 @pytest.mark.parametrize("cls_product", [False, True])
-def test_grid_region_means_equal_the_full_size_means(batch, grid, out_hw, k, cls_product, rng):
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "compiled"])
+def test_grid_region_means_equal_the_full_size_means(batch, grid, out_hw, k, cls_product, compiled, rng):
+    """Both engines (one-hot matrix products; the compiled float64 weight sums) against the means of the
+    full-size logits, with empty regions (their means 0)."""
     feats = _features(rng, batch, grid)
     text = F.normalize(torch.from_numpy(rng.standard_normal((11, 16))).float(), dim=-1)
     regions = torch.from_numpy(rng.integers(0, k, (batch, *out_hw)))
@@ -56,7 +59,7 @@ def test_grid_region_means_equal_the_full_size_means(batch, grid, out_hw, k, cls
         full = apply_cls_product(full, feats, text, 100.0)
         grid_l = grid_l * (100.0 * feats.cls @ text.t())[:, :, None, None]
     ref = region_means(full, regions, k)
-    ours = grid_region_means(grid_l, regions, k)
+    ours = grid_region_means(grid_l, regions, k, compiled=compiled)
     assert ours.shape == (batch, k, 11)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-3)  # logits ~100 (~1e4 with the product)
     if k > 2:
