@@ -221,15 +221,19 @@ def test_cliptrase_attention_is_sum_of_three_softmaxes(rng):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("batch", "tokens"), [(6, 197), (1, 50), (2, 1 + 7 * 9)])
-def test_cliptrase_attention_keeps_the_bits_of_the_plain_formula(batch, tokens, dtype):
+@pytest.mark.parametrize(
+    ("batch", "tokens", "heads", "head_dim"),
+    [(6, 197, 3, 32), (1, 50, 3, 32), (2, 1 + 7 * 9, 3, 32), (16, 197, 12, 64)],
+)
+def test_cliptrase_attention_keeps_the_bits_of_the_plain_formula(batch, tokens, heads, head_dim, dtype):
     """q, k, v as the block hands them over (strided views of the fused projection): the rule's contiguous
-    copies and in-place scale/sum give the same bits as the formula written out of place."""
+    copies, in-place scale/sum and one image at a time (on CPU) give the same bits as the formula written
+    out of place over the whole batch (16 ViT-B/16 windows included)."""
     torch.manual_seed(0)
-    qkv = torch.randn(batch, tokens, 3 * 96, dtype=dtype)
-    q, k, v = qkv.reshape(batch, tokens, 3, 3, 32).permute(2, 0, 3, 1, 4).unbind(0)
+    qkv = torch.randn(batch, tokens, 3 * heads * head_dim, dtype=dtype)
+    q, k, v = qkv.reshape(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     assert not q.is_contiguous()
-    s = 32**-0.5
+    s = head_dim**-0.5
     plain = [torch.softmax(s * (t @ t.transpose(-2, -1)), dim=-1) for t in (q, k, v)]
     want = (plain[0] + plain[1] + plain[2]) @ v
     assert torch.equal(cliptrase_attention(q, k, v, scale=s, grid_hw=(1, 1)), want)
