@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cliptrase.utils import bilinear
+
 try:  # numba is a dependency; without it (a stripped install) the region map's argmax and the median run
     # in PyTorch
     from cliptrase.utils import median_jit
-    from cliptrase.utils.bilinear_jit import region_weight_sums, upsampled_argmax
+    from cliptrase.utils.bilinear_jit import axis_arrays, region_weight_sums, upsampled_argmax
 except ImportError:  # pragma: no cover
-    median_jit = upsampled_argmax = region_weight_sums = None
+    median_jit = upsampled_argmax = region_weight_sums = axis_arrays = None
 
 
 def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
@@ -567,21 +569,24 @@ def grid_region_means(
     """
     b, c, h, w = grid.shape
     big_h, big_w = regions.shape[-2:]
-    wy = interpolation_matrix(h, big_h, grid.dtype, grid.device)  # (H, h)
-    wx = interpolation_matrix(w, big_w, grid.dtype, grid.device)  # (W, w)
     runnable = region_weight_sums is not None and grid.device.type == "cpu"
     if compiled is None:
         compiled = runnable
     elif compiled and not runnable:
         raise ValueError("the compiled region weights run on CPU with Numba installed")
-    if compiled:
+    if compiled:  # the kernel's own per-axis weights (the interpolation matrices' non-zero entries)
+        arithmetic = bilinear.arithmetic() or "fma"
+        taps = axis_arrays(
+            bilinear.axis_weights(h, big_h, arithmetic), bilinear.axis_weights(w, big_w, arithmetic)
+        )
         sums = torch.zeros(b, n_regions, h, w, dtype=torch.float64)
         pixels_in = torch.zeros(b, n_regions, dtype=torch.int64)
-        taps = (*_two_taps(h, big_h), *_two_taps(w, big_w))
         region_weight_sums(regions.long().contiguous().numpy(), *taps, sums.numpy(), pixels_in.numpy())
         table = sums.reshape(b, n_regions, h * w).to(grid.dtype)
         counts = pixels_in.to(grid.dtype)  # exact below 2**24 pixels, as the one-hot sums
     else:
+        wy = interpolation_matrix(h, big_h, grid.dtype, grid.device)  # (H, h)
+        wx = interpolation_matrix(w, big_w, grid.dtype, grid.device)  # (W, w)
         onehot = torch.zeros(b, big_h, big_w, n_regions, dtype=grid.dtype, device=grid.device)
         onehot.scatter_(3, regions.unsqueeze(-1), 1.0)  # (B, H, W, K)
         rows = wy.t() @ onehot.reshape(b, big_h, big_w * n_regions)  # (B, h, W·K): Σ_y Wy[y, i] R_k[y, x]
@@ -590,22 +595,6 @@ def grid_region_means(
         counts = onehot.sum(dim=(1, 2))  # (B, K) pixels per region, exact
     pixels = grid.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when the grid is channels-last
     return (table @ pixels) / counts.clamp_min(1).unsqueeze(-1)
-
-
-@functools.lru_cache(maxsize=32)
-def _two_taps(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
-    """The (at most two) non-zero float32 weights of each row of :func:`interpolation_matrix` (CPU): first
-    and last column, their weights (0 for the second where a row has one). Shared: do not modify."""
-    weights = interpolation_matrix(n_in, n_out, torch.float32, torch.device("cpu"))
-    nonzero = weights != 0
-    first = nonzero.to(torch.uint8).argmax(dim=1)
-    last = weights.shape[1] - 1 - nonzero.flip(1).to(torch.uint8).argmax(dim=1)
-    if bool((nonzero.sum(dim=1) > 2).any()):
-        raise AssertionError("a bilinear interpolation row with more than two taps")
-    rows = torch.arange(weights.shape[0])
-    w0 = weights[rows, first]
-    w1 = torch.where(last != first, weights[rows, last], torch.zeros_like(w0))
-    return tuple(t.contiguous().numpy() for t in (first.long(), last.long(), w0, w1))
 
 
 def spread_regions(means: Tensor, regions: Tensor) -> Tensor:

@@ -158,9 +158,10 @@ def region_weight_sums(regions, i0, i1, v0, v1, j0, j1, u0, u1, out, counts):
     of grid cell (i, j) in region k's sum of a bilinearly upsampled grid, accumulated in float64; and
     ``counts[b, k] +=`` the region's pixels.
 
-    Each output row y reads grid rows ``i0[y]``, ``i1[y]`` with weights ``v0[y]``, ``v1[y]`` (a weight 0
-    where it reads one), each column x columns ``j0[x]``, ``j1[x]`` with ``u0[x]``, ``u1[x]``; a row's
-    per-region column sums are formed once and spread to its two grid rows.
+    Each output row y reads grid rows ``i0[y]``, ``i1[y]`` with weights ``v0[y]``, ``v1[y]`` (one row twice at
+    the border), each column x columns ``j0[x]``, ``j1[x]`` with ``u0[x]``, ``u1[x]``: the two axes'
+    :func:`~cliptrase.utils.bilinear.axis_weights`, in :func:`axis_arrays`' order. A row's per-region column
+    sums are formed once and spread to its two grid rows.
 
     Args:
         regions: (B, H, W) int64 region ids in ``0 .. K - 1``.
