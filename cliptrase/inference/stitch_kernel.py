@@ -27,35 +27,19 @@ def _hash(digits):
 
 
 @njit(cache=True, nogil=True)
-def _find(keys, slots, digits):
-    """(the atom whose combination is ``digits`` or -1, the table slot where it is or would go)."""
-    mask = np.uint64(slots.shape[0] - 1)
-    at = _hash(digits) & mask
-    while slots[at] != _EMPTY:
-        candidate = slots[at]
-        equal = True
-        for i in range(digits.shape[0]):
-            if keys[candidate, i] != digits[i]:
-                equal = False
-                break
-        if equal:
-            return candidate, at
-        at = (at + np.uint64(1)) & mask
-    return _EMPTY, at
-
-
-@njit(cache=True, nogil=True)
-def _grow(keys, slots, first, n_atoms):
-    """Twice the table (and the per-atom arrays), every atom's combination re-inserted."""
+def _grow(keys, slots, n_atoms):
+    """Twice the table, every atom's combination re-inserted."""
     capacity = 2 * slots.shape[0]
     new_keys = np.empty((capacity, keys.shape[1]), keys.dtype)
-    new_keys[:n_atoms] = keys[:n_atoms]
-    new_first = np.empty(capacity, np.int64)
-    new_first[:n_atoms] = first[:n_atoms]
+    new_keys[: keys.shape[0]] = keys
     new_slots = np.full(capacity, _EMPTY, np.int64)
+    mask = np.uint64(capacity - 1)
     for atom in range(n_atoms):
-        new_slots[_find(new_keys, new_slots, new_keys[atom])[1]] = atom
-    return new_keys, new_slots, new_first
+        at = _hash(new_keys[atom]) & mask
+        while new_slots[at] != _EMPTY:
+            at = (at + np.uint64(1)) & mask
+        new_slots[at] = atom
+    return new_keys, new_slots
 
 
 @njit(cache=True, nogil=True)
@@ -86,8 +70,6 @@ def atom_map(height, width, boxes, index, starts, atom):
             if boxes[i, 0] <= y < boxes[i, 1]:
                 covering[n_cover] = i
                 n_cover += 1
-            else:
-                digits[i] = 0
         previous = _EMPTY
         for x in range(width):
             same = previous != _EMPTY
@@ -100,17 +82,44 @@ def atom_map(height, width, boxes, index, starts, atom):
                 if d != digits[i]:
                     digits[i] = d
                     same = False
-            if not same:  # a new combination along the row: look it up, or add it
-                if 2 * (n_atoms + 1) > slots.shape[0]:  # keep the table at most half full
-                    keys, slots, first = _grow(keys, slots, first, n_atoms)
-                previous, at = _find(keys, slots, digits)
-                if previous == _EMPTY:
-                    previous = n_atoms
-                    keys[previous] = digits
-                    slots[at] = previous
-                    first[previous] = y * width + x
-                    n_atoms += 1
-            atom[y, x] = previous
+            if same:
+                atom[y, x] = previous
+                continue
+            if previous == _EMPTY:  # the row's first pixel: the windows not covering the row are 0
+                for i in range(n):
+                    if not boxes[i, 0] <= y < boxes[i, 1]:
+                        digits[i] = 0
+            mask = np.uint64(slots.shape[0] - 1)
+            at = _hash(digits) & mask
+            found = _EMPTY
+            while slots[at] != _EMPTY:
+                candidate = slots[at]
+                equal = True
+                for i in range(n):
+                    if keys[candidate, i] != digits[i]:
+                        equal = False
+                        break
+                if equal:
+                    found = candidate
+                    break
+                at = (at + np.uint64(1)) & mask
+            if found == _EMPTY:
+                if 2 * (n_atoms + 1) > slots.shape[0]:
+                    keys, slots = _grow(keys, slots, n_atoms)
+                    grown = np.empty(slots.shape[0], np.int64)
+                    grown[:n_atoms] = first[:n_atoms]
+                    first = grown
+                    mask = np.uint64(slots.shape[0] - 1)
+                    at = _hash(digits) & mask
+                    while slots[at] != _EMPTY:
+                        at = (at + np.uint64(1)) & mask
+                found = n_atoms
+                keys[found] = digits
+                slots[at] = found
+                first[found] = y * width + x
+                n_atoms += 1
+            atom[y, x] = found
+            previous = found
     return n_atoms, first[:n_atoms].copy()
 
 
